@@ -1,0 +1,36 @@
+"""Backends: the code that computes, registered by name.
+
+A backend is a class with ``init(params)`` (run once, on the instance's own worker) and
+``forward(batch) -> list`` (one reply per request, in order). One object is made per
+instance, so a backend never sees two batches at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+_REGISTRY: dict[str, type[Backend]] = {}
+
+
+class Backend:
+    """Base class of Python backends; subclasses override :meth:`forward`."""
+
+    def init(self, params: dict[str, Any]) -> None:
+        """Prepare this instance (load a model...). ``params`` is the node's ``params``."""
+
+    def forward(self, batch: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+
+def register_backend(name: str, cls: type[Backend]) -> None:
+    """Make ``cls`` available to :class:`~engines.pipe.Pipe` configs as ``backend: name``."""
+    _REGISTRY[name] = cls
+
+
+def backend_class(name: str) -> type[Backend] | None:
+    return _REGISTRY.get(name)
+
+
+def backend_names() -> list[str]:
+    return sorted(_REGISTRY)

@@ -1,0 +1,60 @@
+"""The ``pipe`` system: the engine called locally, in the load generator's own process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engines.pipe.engine import Pipe
+from engines.pipe.workload_backend import BACKEND_NAME
+from harness.errors import SystemFailure
+from harness.system import System
+
+
+def node_config(system: System, **extra: Any) -> dict[str, Any]:
+    """The engine config a scenario asks for: its serving block and its workload."""
+    serving, workload = system.scenario.serving, system.scenario.workload
+    return {
+        "backend": BACKEND_NAME,
+        "instance_num": serving.instances,
+        "batching_timeout": serving.batching_timeout_ms,
+        "max": serving.max_batch,
+        "params": {"workload": workload.name, "options": workload.options},
+        **extra,
+    }
+
+
+class _PipeClient:
+    def __init__(self, pipe: Pipe, timeout: float) -> None:
+        self._pipe = pipe
+        self._timeout = timeout
+
+    def call(self, request: np.ndarray) -> np.ndarray:
+        return self._pipe(request, self._timeout)
+
+    def close(self) -> None:
+        pass
+
+
+class PipeSystem(System):
+    _pipe: Pipe | None = None
+
+    def start(self) -> None:
+        self._pipe = Pipe(node_config(self))
+
+    def ready(self, timeout: float) -> None:
+        if self._pipe is None:
+            raise SystemFailure("pipe: not started")
+
+    def client(self) -> _PipeClient:
+        assert self._pipe is not None
+        return _PipeClient(self._pipe, self.scenario.load.request_timeout_s)
+
+    def stats(self) -> dict[str, Any]:
+        return self._pipe.stats() if self._pipe else {}
+
+    def stop(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None

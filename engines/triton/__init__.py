@@ -1,0 +1,1 @@
+"""Triton Inference Server: launched for real (``tritonserver``), driven by ``tritonclient``."""

@@ -1,0 +1,88 @@
+"""Launch and stop a real ``tritonserver`` on 127.0.0.1, leaving nothing behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from engines.triton.repository import (
+    MODEL_NAME,
+    default_binary,
+    make_backend_dir,
+    make_model_repository,
+)
+from engines.workloads import Workload
+from harness.errors import InputError
+from harness.process import ServerProcess
+from harness.scenario import Scenario
+
+SHM_DIR = Path("/dev/shm")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TritonServer:
+    """One tritonserver process serving the ``pipebench`` model for a scenario."""
+
+    def __init__(
+        self,
+        name: str,
+        scenario: Scenario,
+        workload: Workload,
+        compute: bool,
+        binary: str | None = None,
+    ) -> None:
+        self.name = name
+        self.binary = Path(binary) if binary else default_binary()
+        if not (self.binary.is_file() and os.access(self.binary, os.X_OK)):
+            raise InputError(
+                f"{name}: tritonserver binary not found or not executable: {self.binary}"
+            )
+        self._workdir = Path(tempfile.mkdtemp(prefix="pipebench-triton-"))
+        self._shm_prefix = f"pipebench_{uuid.uuid4().hex[:12]}_"
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.model_name = MODEL_NAME
+        models = make_model_repository(self._workdir / "models", scenario, workload, compute)
+        backends = make_backend_dir(self._workdir / "backends")
+        argv = [
+            str(self.binary),
+            f"--model-repository={models}",
+            f"--backend-directory={backends}",
+            "--http-address=127.0.0.1",
+            f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            "--allow-metrics=false",
+            "--disable-auto-complete-config",
+            "--exit-timeout-secs=2",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+        ]
+        # The stub's embedded Python finds its environment through PATH, not PYTHONPATH.
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+        self.process = ServerProcess(name, argv, env=env)
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def shm_regions(self) -> list[Path]:
+        return sorted(SHM_DIR.glob(f"{self._shm_prefix}*"))
+
+    def stop(self) -> None:
+        self.process.stop(grace=10.0)
+        for region in self.shm_regions():  # only left if a stub was killed
+            region.unlink(missing_ok=True)
+        shutil.rmtree(self._workdir, ignore_errors=True)

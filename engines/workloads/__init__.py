@@ -1,0 +1,90 @@
+"""Workloads: one definition each, run unchanged by every system.
+
+A workload owns three things: the request a client sends (prepared once, reused), the
+server-side computation over a batch of requests, and the check that a reply is right.
+The pipe engine, the Thrift server and Triton's ``model.py`` all call the same
+:meth:`Workload.compute`, so a difference in the numbers comes from the serving path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class WorkloadParams(BaseModel):
+    """Base of every workload's parameters (the scenario's ``workload`` mapping)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Workload(ABC):
+    """What a system computes for one request, defined once for all systems."""
+
+    Params: ClassVar[type[WorkloadParams]] = WorkloadParams
+    #: numpy dtype of the request and reply tensors (Triton's config is derived from it).
+    input_dtype: ClassVar[str] = "uint8"
+    output_dtype: ClassVar[str] = "uint8"
+
+    def __init__(self, params: WorkloadParams) -> None:
+        self.params = params
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Workload:
+        return cls(cls.Params.model_validate(options))
+
+    def setup(self) -> None:  # noqa: B027 - optional hook, most workloads need nothing
+        """Server-side preparation (load a model, read a file); runs once per instance."""
+
+    @abstractmethod
+    def make_request(self) -> np.ndarray:
+        """The request a client sends, without a batch dimension."""
+
+    @abstractmethod
+    def compute(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Replies for a batch of requests, in order."""
+
+    def reply_without_compute(self, request: np.ndarray) -> np.ndarray:
+        """A prepared reply of the right shape, for the pure-RPC systems (the RPC ceiling).
+
+        Echo-like workloads send back the request; model workloads override this with a
+        reply prepared once, so the RPC-only systems move the same bytes as the real ones.
+        """
+        return request
+
+    def expected_reply(self, request: np.ndarray) -> np.ndarray:
+        """The reply a correct system returns for ``request`` (echo by default)."""
+        return request
+
+    def reply_ok(self, request: np.ndarray, reply: np.ndarray) -> bool:
+        expected = self.expected_reply(request)
+        return reply.dtype == expected.dtype and np.array_equal(reply, expected)
+
+
+#: name -> "module:Class"; a new workload is one module plus one line here.
+REGISTRY: dict[str, str] = {
+    "echo": "engines.workloads.echo:Echo",
+}
+
+
+class UnknownWorkloadError(KeyError):
+    pass
+
+
+def workload_class(name: str) -> type[Workload]:
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise UnknownWorkloadError(f"unknown workload {name!r} (known: {known})") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create_workload(name: str, options: dict[str, Any]) -> Workload:
+    return workload_class(name).from_options(options)

@@ -1,0 +1,141 @@
+"""``bench``: the command line. Thin typer commands over the harness's plain functions.
+
+Exit codes: 0 all systems measured, 1 a system failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from harness import runner
+from harness.errors import BenchError, InputError
+from harness.process import stop_all
+from harness.results import PointRecord, prepare_dir
+from harness.scenario import Scenario, load_scenario
+from harness.table import cell, markdown_table
+
+EXIT_INTERRUPTED = 130
+QUICK = runner.RunOptions(warmup_s=0.3, duration_s=1.0)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """pipebench: compare inference serving stacks under the same load."""
+
+
+class RichProgress(runner.Progress):
+    """A bar per load point on stderr; the tables go to stdout."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+
+    def point_started(self, label: str, clients: int, seconds: float) -> None:
+        self._task = self._progress.add_task(f"{label} · {clients} clients", total=seconds)
+
+    def tick(self, elapsed: float) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=elapsed)
+
+    def point_finished(self, record: PointRecord) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+        self._progress.console.print(f"  {record.label} · {record.clients} clients: {cell(record)}")
+
+    def message(self, text: str) -> None:
+        self._progress.console.print(text)
+
+
+def _scenario_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml"))
+            if not found:
+                raise InputError(f"{path}: no scenario files (*.yaml) in this folder")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def _select_systems(path: Path, scenario: Scenario, wanted: str | None) -> Scenario:
+    if not wanted:
+        return scenario
+    names = [name.strip() for name in wanted.split(",") if name.strip()]
+    chosen = [s for s in scenario.systems if s.column in names or s.name in names]
+    missing = [n for n in names if not any(n in (s.column, s.name) for s in scenario.systems)]
+    if missing or not chosen:
+        available = ", ".join(s.column for s in scenario.systems)
+        unknown = ", ".join(missing) or wanted
+        raise InputError(f"{path}: --systems: {unknown} not in this scenario (it has: {available})")
+    return scenario.model_copy(update={"systems": chosen})
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def run(
+    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files or folders of them.")],
+    quick: Annotated[
+        bool, typer.Option(help="Short windows (0.3 s warm-up, 1 s measured).")
+    ] = False,
+    systems: Annotated[
+        str | None, typer.Option(help="Comma-separated systems (names or labels) to run.")
+    ] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where result JSON files go.")] = Path(
+        "results"
+    ),
+) -> None:
+    """Start every system of each scenario, drive it, print the tables, save the results."""
+    files = _scenario_files(scenarios)
+    loaded = [(f, _select_systems(f, load_scenario(f), systems)) for f in files]
+    prepare_dir(results_dir)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    options = QUICK if quick else runner.RunOptions()
+    failed = False
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for path, scenario in loaded:
+        result_path = results_dir / f"{scenario.name}-{stamp}.json"
+        columns = [spec.column for spec in scenario.systems]
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err
+        ) as bar:
+            bar.console.print(f"[bold]{scenario.name}[/bold] ({path})")
+            result = runner.run_scenario(scenario, path, result_path, options, RichProgress(bar))
+        failed |= any(record.failure for record in result.records)
+        print(markdown_table(scenario.name, result.records, columns))
+        print(f"\nresults: {result_path}\n")
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        stop_all()
+        print("interrupted: servers stopped, partial results saved", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The result file: one JSON document per scenario run, written atomically.
+
+Layout (``schema_version`` 1)::
+
+    {"schema_version": 1, "scenario": {...}, "scenario_file": "...",
+     "environment": {...}, "started_at": "...", "finished_at": "...",
+     "complete": true, "records": [PointRecord, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+
+SCHEMA_VERSION = 1
+PACKAGES = ("numpy", "thrift", "tritonclient", "nvidia-pytriton", "torch", "omniback", "pipebench")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class PointRecord:
+    """One system at one load point: the row the tables and comparisons read."""
+
+    system: str
+    label: str
+    clients: int
+    qps: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    duration_s: float = 0.0
+    first_error: str | None = None
+    #: Set when the point could not be measured at all (the system failed).
+    failure: str | None = None
+    server_stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    scenario: dict[str, Any]
+    scenario_file: str
+    environment: dict[str, Any]
+    started_at: str
+    records: list[PointRecord] = field(default_factory=list)
+    finished_at: str | None = None
+    complete: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "git": _git_sha(),
+    }
+
+
+def prepare_dir(directory: Path) -> Path:
+    """Create ``directory`` if needed and prove it writable before any run starts."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"{directory}: results folder not writable: {exc.strerror or exc}"
+        ) from None
+    return directory
+
+
+def write_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1, allow_nan=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a readable result file: {exc}") from None

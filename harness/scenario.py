@@ -1,0 +1,162 @@
+"""Scenario files: YAML in, a validated and frozen :class:`Scenario` out.
+
+A scenario is one table of the seed report: which workload, how the serving side is
+configured (instances, batching), which load is applied and which systems are compared.
+Every mistake is reported as ``FILE: field.path: reason`` through :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engines.workloads import UnknownWorkloadError, workload_class
+from harness.errors import InputError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    """``field.path: reason`` for the first error, and how many more there are."""
+    first = exc.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    reason = first["msg"].removeprefix("Value error, ")
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    where = f"{prefix}{location}".rstrip(".") or "(top level)"
+    return f"{where}: {reason}{more}"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkloadSpec(Frozen):
+    """The ``workload`` block: a registered name plus that workload's own parameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        try:
+            workload_class(name)
+        except UnknownWorkloadError as exc:
+            raise ValueError(exc.args[0]) from None
+        return name
+
+
+class Serving(Frozen):
+    """How every system serves: the seed's instances / timeout / max_batch."""
+
+    instances: PositiveInt = 1
+    batching_timeout_ms: Annotated[float, Field(ge=0)] = 0.0
+    max_batch: PositiveInt = 1
+
+
+class Load(Frozen):
+    """Closed-loop load: each client sends, waits for the reply, repeats."""
+
+    clients: list[PositiveInt] = Field(min_length=1)
+    warmup_s: Annotated[float, Field(ge=0)] = 2.0
+    duration_s: PositiveFloat = 10.0
+    #: A request that takes longer than this counts as an error.
+    request_timeout_s: PositiveFloat = 30.0
+
+
+class SystemSpec(Frozen):
+    """One column of the table: a registered system, its label and its own options."""
+
+    name: str
+    label: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def column(self) -> str:
+        return self.label or self.name
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from harness.system import REGISTRY
+
+        if name not in REGISTRY:
+            raise ValueError(f"unknown system {name!r} (known: {', '.join(sorted(REGISTRY))})")
+        return name
+
+
+class Scenario(Frozen):
+    name: str
+    description: str = ""
+    workload: WorkloadSpec
+    serving: Serving = Serving()
+    load: Load
+    systems: list[SystemSpec] = Field(min_length=1)
+
+    @field_validator("systems", mode="before")
+    @classmethod
+    def _names_are_specs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("systems")
+    @classmethod
+    def _unique_columns(cls, systems: list[SystemSpec]) -> list[SystemSpec]:
+        seen: set[str] = set()
+        for spec in systems:
+            if spec.column in seen:
+                raise ValueError(f"two systems share the column {spec.column!r}: give one a label")
+            seen.add(spec.column)
+        return systems
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; any problem raises :class:`InputError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: {where}invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: (top level): expected a mapping of scenario fields")
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{path}: {_describe(exc)}") from None
+    _check_plugin_options(path, scenario)
+    return scenario
+
+
+def _check_plugin_options(path: Path, scenario: Scenario) -> None:
+    """Validate the blocks that the workload and each system define for themselves."""
+    from harness.system import system_class
+
+    blocks: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
+        ("workload.", workload_class(scenario.workload.name).Params, scenario.workload.options)
+    ]
+    for index, spec in enumerate(scenario.systems):
+        blocks.append((f"systems.{index}.options.", system_class(spec.name).Options, spec.options))
+    for prefix, model, options in blocks:
+        try:
+            model.model_validate(options)
+        except ValidationError as exc:
+            raise InputError(f"{path}: {_describe(exc, prefix)}") from None

@@ -1,0 +1,103 @@
+"""The one interface every system implements, and the registry that names them.
+
+The runner drives any system through the same five steps::
+
+    system = create_system(spec, scenario)
+    system.start()            # launch servers / build the engine (returns quickly)
+    system.ready(timeout)     # block until it answers; separate so start-up is a figure
+    client = system.client()  # once per load worker: its own connection, its own input
+    system.stats()            # server-side counters (formed batch sizes, ...), may be {}
+    system.check_alive()      # after each point: did the server survive it?
+    system.stop()             # idempotent, safe after a failed start
+
+Adding a system is one module with a :class:`System` subclass plus one line in
+:data:`REGISTRY`; the runner knows nothing system-specific.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.scenario import Scenario, SystemSpec
+
+#: name -> "module:Class"
+REGISTRY: dict[str, str] = {
+    "pipe": "engines.pipe.system:PipeSystem",
+    "pipe+thrift": "engines.thrift.system:PipeThriftSystem",
+    "thrift": "engines.thrift.system:ThriftSystem",
+    "triton": "engines.triton.system:TritonSystem",
+    "triton-rpc": "engines.triton.system:TritonRpcSystem",
+}
+
+
+class Client(Protocol):
+    """One load worker's handle on a system. Used by one thread only."""
+
+    def call(self, request: np.ndarray) -> np.ndarray:
+        """Send one request, block until its reply; raise on any failure."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NoOptions(BaseModel):
+    """A system's ``options`` block; subclasses of :class:`System` widen it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class System(ABC):
+    """A serving stack under test, configured by the scenario and its own ``Options``."""
+
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, spec: SystemSpec, scenario: Scenario) -> None:
+        self.spec = spec
+        self.scenario = scenario
+        self.options = self.Options.model_validate(spec.options)
+
+    @property
+    def max_clients(self) -> int:
+        """The most clients any point of the scenario will open at once."""
+        return max(self.scenario.load.clients)
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def ready(self, timeout: float) -> None:
+        """Return once the system answers; raise :class:`SystemFailure` after ``timeout``."""
+
+    @abstractmethod
+    def client(self) -> Client: ...
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def check_alive(self) -> None:  # noqa: B027 - in-process systems cannot die apart
+        """Raise :class:`SystemFailure` if the system died (e.g. its server exited)."""
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> System:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def system_class(name: str) -> type[System]:
+    module, _, attr = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create_system(spec: SystemSpec, scenario: Scenario) -> System:
+    return system_class(spec.name)(spec, scenario)

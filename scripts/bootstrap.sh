@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up pipebench in ./.venv on a fresh Debian machine: `scripts/bootstrap.sh [EXTRAS]`.
+#   scripts/bootstrap.sh           the harness and every system it runs
+#   scripts/bootstrap.sh test      plus what the test suite needs
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=${1:-}
+
+apt_install() {  # Debian packages, only when missing and only as root.
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: please install these Debian packages: ${missing[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Triton's Python-backend stub links the system libpython3.11.
+apt_install libpython3.11
+# The tests check that the committed Thrift code matches the IDL.
+[ "$extras" = test ] && apt_install thrift-compiler
+
+[ -x .venv/bin/python ] || python3.11 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+echo "bootstrap: ready (.venv)" >&2

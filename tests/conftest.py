@@ -1,0 +1,77 @@
+"""Shared fixtures: scenarios written to tmp files, and leak checks on real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from harness.scenario import Scenario, load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_MARKERS = ("tritonserver", "triton_python_backend_stub", "engines.thrift.server")
+
+
+def hello_scenario(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "test_hello",
+        "workload": {"name": "echo", "payload": "HelloWorld"},
+        "serving": {"instances": 1, "batching_timeout_ms": 0, "max_batch": 1},
+        "load": {"clients": [1, 3], "warmup_s": 0.1, "duration_s": 0.4},
+        "systems": ["pipe", "pipe+thrift", "thrift", "triton"],
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def write_scenario(tmp_path: Path):
+    def write(data: dict[str, Any] | str, name: str = "scenario.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_scenario(write_scenario):
+    def make(**overrides: Any) -> Scenario:
+        return load_scenario(write_scenario(hello_scenario(**overrides)))
+
+    return make
+
+
+def server_processes() -> list[psutil.Process]:
+    """Server processes descended from this test process (ours only, never others')."""
+    found = []
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if any(marker in cmdline for marker in SERVER_MARKERS):
+            found.append(child)
+    return found
+
+
+def pipebench_shm() -> list[str]:
+    return [name for name in os.listdir("/dev/shm") if name.startswith("pipebench_")]
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaves a server process or a shared-memory region behind."""
+    shm_before = set(pipebench_shm())
+    yield
+    left = server_processes()
+    for process in left:  # clean up so one failure does not cascade
+        os.kill(process.pid, signal.SIGKILL)
+    assert not left, f"server processes left running: {[p.pid for p in left]}"
+    assert set(pipebench_shm()) <= shm_before, "shared-memory regions left in /dev/shm"
