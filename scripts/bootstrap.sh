@@ -20,8 +20,9 @@ apt_install() {  # Debian packages, only when missing and only as root.
 
 # Triton's Python-backend stub links the system libpython3.11.
 apt_install libpython3.11
-# The tests check that the committed Thrift code matches the IDL.
-[ "$extras" = test ] && apt_install thrift-compiler
+# The tests check that the committed Thrift code matches the IDL, and open the HTML report
+# in a headless browser.
+[ "$extras" = test ] && apt_install thrift-compiler chromium
 
 [ -x .venv/bin/python ] || python3.11 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
