@@ -34,6 +34,7 @@ REGISTRY: dict[str, str] = {
     "thrift": "engines.thrift.system:ThriftSystem",
     "triton": "engines.triton.system:TritonSystem",
     "triton-rpc": "engines.triton.system:TritonRpcSystem",
+    "torchpipe": "engines.torchpipe.system:TorchpipeSystem",
 }
 
 

@@ -16,6 +16,11 @@ _REGISTRY: dict[str, type[Backend]] = {}
 class Backend:
     """Base class of Python backends; subclasses override :meth:`forward`."""
 
+    #: True if ``forward`` must run on the instance's own worker thread (e.g. it uses
+    #: thread-local GPU state). Otherwise an idle instance may be run by the calling
+    #: thread directly, which saves a thread hand-off per request.
+    thread_affine: bool = False
+
     def init(self, params: dict[str, Any]) -> None:
         """Prepare this instance (load a model...). ``params`` is the node's ``params``."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,6 +24,11 @@ class NodeConfig(BaseModel):
     batching_timeout: float = Field(0.0, ge=0)
     max: int = Field(1, gt=0)
     min: int = Field(1, gt=0)
+    #: How a partial batch decides to wait: see :mod:`engines.pipe.policies`.
+    policy: Literal["adaptive", "torchpipe", "torchpipe-v0"] = "adaptive"
+    #: ``thread``: instances are threads of this process (for backends that release the
+    #: GIL); ``process``: each instance is a worker process (GIL-bound Python).
+    kind: Literal["thread", "process"] = "thread"
     #: Free-form parameters handed to each backend instance's ``init``.
     params: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,20 +1,30 @@
-"""The engine's core: a queue, a batch former and N backend instances.
+"""The engine's core: one FIFO queue, a batching policy and N backend instances.
 
-Callers append to one FIFO queue under a lock and block on their own request's lock;
-each instance's worker thread forms a batch under the same lock (a condition variable:
-no polling), runs the backend outside it, and releases each caller with its reply.
+Scheduling happens under one lock and nothing ever polls:
+
+- A caller that finds the queue empty, an instance idle and the policy unwilling to wait
+  runs the backend *on its own thread* (the instance is borrowed, so still one batch at a
+  time per instance): no thread hand-off at all, which is what a local call should cost.
+- Otherwise the request is queued and the caller sleeps on its own lock. Each instance has
+  a worker thread, parked on its own lock while idle; an arrival wakes one idle worker,
+  which forms a batch (waiting, if the policy says so, until an arrival or its deadline
+  wakes it) and keeps serving the queue until it is empty. Order is FIFO.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from time import monotonic, perf_counter
 from typing import Any
 
 from engines.pipe.backends import Backend, backend_class
 from engines.pipe.config import NodeConfig
+from engines.pipe.policies import POLICIES, BatchPolicy
+from engines.pipe.process_backend import ProcessInstance
+from engines.pipe.stats import InstanceStats, merge_stats
 
 
 class PipeClosedError(RuntimeError):
@@ -22,24 +32,29 @@ class PipeClosedError(RuntimeError):
 
 
 class _Request:
-    """One caller's request: its data, then its reply or error, and a lock to wait on."""
+    """A queued request: its data, then its reply or error, and a lock to wait on."""
 
-    __slots__ = ("_done", "data", "enqueued", "error", "result")
+    __slots__ = ("_done", "data", "enqueued", "error", "future", "result")
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: Any, enqueued: float, future: Future[Any] | None = None) -> None:
         self.data = data
+        self.enqueued = enqueued
+        self.future = future
         self.result: Any = None
         self.error: BaseException | None = None
-        self.enqueued = time.monotonic()
         self._done = threading.Lock()
         self._done.acquire()
 
-    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
-        self.result = result
-        self.error = error
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        self.result, self.error = result, error
         self._done.release()
+        if self.future is not None:
+            if error is None:
+                self.future.set_result(result)
+            else:
+                self.future.set_exception(error)
 
-    def wait(self, timeout: float | None = None) -> Any:
+    def wait(self, timeout: float | None) -> Any:
         if not self._done.acquire(timeout=-1 if timeout is None else timeout):
             raise TimeoutError(f"no reply within {timeout} s")
         if self.error is not None:
@@ -47,26 +62,18 @@ class _Request:
         return self.result
 
 
-@dataclass
-class NodeStats:
-    """Counters the workers update once per batch; read with :meth:`Pipe.stats`."""
+class _Instance:
+    """One backend instance and the worker thread that owns it."""
 
-    requests: int = 0
-    batches: int = 0
-    errors: int = 0
-    batch_sizes: Counter[int] = field(default_factory=Counter)
-    queue_wait_s: float = 0.0
-    compute_s: float = 0.0
+    __slots__ = ("backend", "index", "stats", "thread", "wake")
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "batches": self.batches,
-            "errors": self.errors,
-            "batch_sizes": dict(sorted(self.batch_sizes.items())),
-            "queue_wait_ms_mean": 1e3 * self.queue_wait_s / self.requests if self.requests else 0,
-            "compute_ms_mean": 1e3 * self.compute_s / self.batches if self.batches else 0,
-        }
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.backend: Backend | ProcessInstance | None = None
+        self.stats = InstanceStats()
+        self.wake = threading.Lock()  # released to hand the worker something to do
+        self.wake.acquire()
+        self.thread: threading.Thread | None = None
 
 
 class Pipe:
@@ -74,40 +81,74 @@ class Pipe:
 
     def __init__(self, config: dict[str, Any] | NodeConfig) -> None:
         self.config = config if isinstance(config, NodeConfig) else NodeConfig.parse(config)
-        self._cond = threading.Condition(threading.Lock())
+        cfg = self.config
+        self._timeout_s = cfg.batching_timeout / 1e3
+        self._may_wait = self._timeout_s > 0 and cfg.max > 1
+        self._policy: BatchPolicy = POLICIES[cfg.policy](self._timeout_s, cfg.max, cfg.instance_num)
+        self._lock = threading.Lock()
         self._queue: deque[_Request] = deque()
+        self._idle: list[_Instance] = []
+        self._filler: _Instance | None = None  # the worker waiting for a fuller batch
+        self._busy = 0  # instances running a batch (workers or borrowing callers)
+        self._running = 0  # requests inside those batches
         self._closed = False
-        self._stats = NodeStats()
-        self._timeout_s = self.config.batching_timeout / 1e3
-        self._workers: list[threading.Thread] = []
-        for index in range(self.config.instance_num):
-            self._workers.append(self._start_worker(index))
+        backend_cls = backend_class(cfg.backend)
+        self._inline = cfg.kind == "process" or not getattr(backend_cls, "thread_affine", False)
+        self._instances = [_Instance(i) for i in range(cfg.instance_num)]
+        for instance in self._instances:
+            self._start(instance)
 
     # -- callers -------------------------------------------------------------------------
     def __call__(self, data: Any, timeout: float | None = None) -> Any:
-        """Run ``data`` through the backend and return its reply (or raise its error)."""
-        return self._enqueue(data).wait(timeout)
+        """Run ``data`` through the backend; return its reply or raise its error."""
+        now = monotonic()
+        with self._lock:
+            instance = self._admit(now)
+            if instance is None:
+                request = _Request(data, now)
+                self._enqueue(request)
+        if instance is None:
+            return request.wait(timeout)
+        return self._run_borrowed(instance, data, now)
 
-    def _enqueue(self, data: Any) -> _Request:
-        request = _Request(data)
-        with self._cond:
-            if self._closed:
-                raise PipeClosedError("pipe is closed")
-            self._queue.append(request)
-            self._cond.notify()
-        return request
+    def submit(self, data: Any) -> Future[Any]:
+        """Queue ``data`` and return at once; the future holds the reply or the error."""
+        future: Future[Any] = Future()
+        future.set_running_or_notify_cancel()
+        now = monotonic()
+        with self._lock:
+            self._check_open()
+            self._policy.on_arrival(len(self._queue) + self._running, now)
+            self._enqueue(_Request(data, now, future))
+        return future
+
+    async def acall(self, data: Any) -> Any:
+        """The awaitable form of :meth:`__call__`, for asyncio callers."""
+        import asyncio
+
+        return await asyncio.wrap_future(self.submit(data))
+
+    def batch(self, items: Sequence[Any], timeout: float | None = None) -> list[Any]:
+        """Run many requests at once (they may share batches); replies in order."""
+        futures = [self.submit(item) for item in items]
+        return [future.result(timeout) for future in futures]
 
     def stats(self) -> dict[str, Any]:
-        with self._cond:
-            return self._stats.snapshot()
+        return merge_stats([instance.stats for instance in self._instances])
 
     def close(self) -> None:
         """Stop taking requests, finish every queued one, then stop the workers."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
-        for worker in self._workers:
-            worker.join()
+            self._wake_filler()
+            while self._idle:
+                self._idle.pop().wake.release()
+        for instance in self._instances:
+            if instance.thread is not None and instance.thread is not threading.current_thread():
+                instance.thread.join()
+        for instance in self._instances:
+            if isinstance(instance.backend, ProcessInstance):
+                instance.backend.close()
 
     def __enter__(self) -> Pipe:
         return self
@@ -115,72 +156,176 @@ class Pipe:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- workers -------------------------------------------------------------------------
-    def _start_worker(self, index: int) -> threading.Thread:
-        started = threading.Event()
-        failure: list[BaseException] = []
-        worker = threading.Thread(
-            target=self._work, args=(started, failure), name=f"pipe-{index}", daemon=True
-        )
-        worker.start()
-        started.wait()
-        if failure:
-            worker.join()
-            self.close()
-            raise failure[0]
-        return worker
+    # -- scheduling (callers hold self._lock) --------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PipeClosedError("pipe is closed")
 
-    def _work(self, started: threading.Event, failure: list[BaseException]) -> None:
+    def _admit(self, now: float) -> _Instance | None:
+        """Count the arrival; return an idle instance if the caller should run it now."""
+        self._check_open()
+        self._policy.on_arrival(len(self._queue) + self._running, now)
+        if self._queue or not self._idle or not self._inline:
+            return None
+        if self.config.min > 1 or (self._may_wait and self._policy_wait(1, 0.0) > 0):
+            return None
+        instance = self._idle.pop()
+        self._busy += 1
+        self._running += 1
+        return instance
+
+    def _enqueue(self, request: _Request) -> None:
+        self._queue.append(request)
+        if self._filler is not None:
+            self._wake_filler()  # let it re-plan with one more request
+        elif self._idle:
+            self._idle.pop().wake.release()
+
+    def _wake_filler(self) -> None:
+        if self._filler is not None:
+            self._filler.wake.release()
+            self._filler = None
+
+    def _policy_wait(self, pending: int, age_s: float) -> float:
+        """Seconds a partial batch should still wait (<= 0: go), capped by its deadline."""
+        if pending < self.config.min:
+            return self._timeout_s - age_s
+        wait = self._policy.wait_s(pending, self._running, self._busy, age_s)
+        return min(wait, self._timeout_s - age_s)
+
+    def _next_batch(self, now: float) -> list[_Request] | float | None:
+        """A batch to run, or seconds to wait for a fuller one, or None: nothing queued."""
+        queue = self._queue
+        if not queue:
+            return None
+        pending = len(queue)
+        if pending < self.config.max and self._may_wait and not self._closed:
+            wait = self._policy_wait(pending, now - queue[0].enqueued)
+            if wait > 0:
+                return wait
+        size = min(pending, self.config.max)
+        self._busy += 1
+        self._running += size
+        return [queue.popleft() for _ in range(size)]
+
+    def _batch_done(self, size: int, seconds: float) -> None:
+        self._busy -= 1
+        self._running -= size
+        self._policy.on_batch(size, seconds)
+
+    # -- running batches -----------------------------------------------------------------
+    def _run_borrowed(self, instance: _Instance, data: Any, now: float) -> Any:
+        """A caller runs its own request on an idle instance it borrowed."""
+        started = perf_counter()
         try:
-            backend: Backend = backend_class(self.config.backend)()  # type: ignore[misc]
-            backend.init(dict(self.config.params))
-        except BaseException as exc:  # reported to the constructor, which re-raises it
-            failure.append(exc)
-            return
-        finally:
-            started.set()
-        while (batch := self._collect()) is not None:
-            self._run(backend, batch)
+            replies = self._forward(instance, [data])
+            error = None
+        except Exception as exc:
+            replies, error = None, exc
+        seconds = perf_counter() - started
+        instance.stats.record(1, seconds, 0.0, error is not None)
+        with self._lock:
+            self._batch_done(1, seconds)
+            if self._queue or self._closed:  # its worker serves what queued meanwhile
+                instance.wake.release()
+            else:
+                self._idle.append(instance)
+        if error is not None:
+            raise error
+        return replies[0]  # type: ignore[index]
 
-    def _collect(self) -> list[_Request] | None:
-        """Wait for work and form the next batch; ``None`` once closed and drained."""
-        config, queue = self.config, self._queue
-        with self._cond:
-            while not queue:
-                if self._closed:
-                    return None
-                self._cond.wait()
-            if len(queue) < max(config.min, 1) or (
-                config.max > 1 and self._timeout_s > 0 and len(queue) < config.max
-            ):
-                deadline = queue[0].enqueued + self._timeout_s
-                while len(queue) < config.max and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-            return [queue.popleft() for _ in range(min(config.max, len(queue)))]
+    def _forward(self, instance: _Instance, batch: list[Any]) -> list[Any]:
+        replies = instance.backend.forward(batch)  # type: ignore[union-attr]
+        if len(replies) != len(batch):
+            raise RuntimeError(
+                f"backend {self.config.backend!r} returned {len(replies)} replies "
+                f"for a batch of {len(batch)}"
+            )
+        return replies
 
-    def _run(self, backend: Backend, batch: list[_Request]) -> None:
-        started = time.monotonic()
+    def _run_batch(self, instance: _Instance, batch: list[_Request]) -> None:
+        started = perf_counter()
+        began = monotonic()
         try:
-            replies = backend.forward([request.data for request in batch])
-            if len(replies) != len(batch):
-                raise RuntimeError(
-                    f"backend {self.config.backend!r} returned {len(replies)} replies "
-                    f"for a batch of {len(batch)}"
-                )
+            replies = self._forward(instance, [request.data for request in batch])
             error = None
         except Exception as exc:
             replies, error = [None] * len(batch), exc
-        finished = time.monotonic()
-        with self._cond:
-            stats = self._stats
-            stats.requests += len(batch)
-            stats.batches += 1
-            stats.errors += len(batch) if error else 0
-            stats.batch_sizes[len(batch)] += 1
-            stats.queue_wait_s += sum(started - request.enqueued for request in batch)
-            stats.compute_s += finished - started
+        seconds = perf_counter() - started
+        waited = sum(began - request.enqueued for request in batch)
+        instance.stats.record(len(batch), seconds, waited, error is not None)
+        with self._lock:
+            self._batch_done(len(batch), seconds)
         for request, reply in zip(batch, replies, strict=True):
             request.finish(reply, error)
+
+    # -- workers -------------------------------------------------------------------------
+    def _start(self, instance: _Instance) -> None:
+        started = threading.Event()
+        failure: list[BaseException] = []
+        instance.thread = threading.Thread(
+            target=self._work,
+            args=(instance, started, failure),
+            name=f"pipe-{self.config.backend}-{instance.index}",
+            daemon=True,
+        )
+        instance.thread.start()
+        started.wait()
+        if failure:
+            instance.thread.join()
+            instance.thread = None
+            self.close()
+            raise failure[0]
+
+    def _make_backend(self) -> Backend | ProcessInstance:
+        cls = backend_class(self.config.backend)
+        params = dict(self.config.params)
+        if self.config.kind == "process":
+            return ProcessInstance(cls, params)  # type: ignore[arg-type]
+        backend = cls()  # type: ignore[misc]
+        backend.init(params)
+        return backend
+
+    def _work(
+        self, instance: _Instance, started: threading.Event, failure: list[BaseException]
+    ) -> None:
+        try:
+            instance.backend = self._make_backend()  # init runs on this worker
+        except BaseException as exc:  # handed to the constructor, which re-raises it
+            failure.append(exc)
+            started.set()
+            return
+        with self._lock:
+            self._idle.append(instance)
+        started.set()
+        while True:
+            instance.wake.acquire()
+            if not self._serve(instance):
+                return
+
+    def _serve(self, instance: _Instance) -> bool:
+        """Serve the queue until it is empty; False once the pipe is closed and drained."""
+        while True:
+            with self._lock:
+                work = self._next_batch(monotonic())
+                if work is None:
+                    if self._closed:
+                        return False
+                    self._idle.append(instance)
+                    return True
+                if isinstance(work, float):
+                    self._filler = instance
+            if isinstance(work, float):
+                self._wait_as_filler(instance, work)
+            else:
+                self._run_batch(instance, work)
+
+    def _wait_as_filler(self, instance: _Instance, seconds: float) -> None:
+        """Sleep until an arrival wakes this worker or ``seconds`` pass. No polling."""
+        if instance.wake.acquire(timeout=seconds):
+            return
+        with self._lock:
+            if self._filler is instance:
+                self._filler = None  # a genuine timeout
+                return
+        instance.wake.acquire()  # a wake-up raced the timeout: consume it (immediate)

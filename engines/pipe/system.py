@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from engines.pipe.engine import Pipe
 from engines.pipe.workload_backend import BACKEND_NAME
@@ -12,16 +13,28 @@ from harness.errors import SystemFailure
 from harness.system import System
 
 
-def node_config(system: System, **extra: Any) -> dict[str, Any]:
-    """The engine config a scenario asks for: its serving block and its workload."""
+class PipeOptions(BaseModel):
+    """Options of the systems that run the pipe engine (``pipe``, ``pipe+thrift``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: Literal["adaptive", "torchpipe", "torchpipe-v0"] = "adaptive"
+    kind: Literal["thread", "process"] = "thread"
+
+
+def node_config(system: System) -> dict[str, Any]:
+    """The engine config a scenario asks for: its serving block, workload and options."""
     serving, workload = system.scenario.serving, system.scenario.workload
+    options = system.options
+    assert isinstance(options, PipeOptions)
     return {
         "backend": BACKEND_NAME,
         "instance_num": serving.instances,
         "batching_timeout": serving.batching_timeout_ms,
         "max": serving.max_batch,
+        "policy": options.policy,
+        "kind": options.kind,
         "params": {"workload": workload.name, "options": workload.options},
-        **extra,
     }
 
 
@@ -38,6 +51,8 @@ class _PipeClient:
 
 
 class PipeSystem(System):
+    Options = PipeOptions
+    options: PipeOptions
     _pipe: Pipe | None = None
 
     def start(self) -> None:

@@ -7,7 +7,7 @@ import re
 import sys
 from typing import Any, ClassVar
 
-from engines.pipe.system import node_config
+from engines.pipe.system import PipeOptions, node_config
 from engines.thrift.client import ThriftClient, try_connect
 from engines.thrift.server import READY
 from harness.errors import SystemFailure
@@ -79,6 +79,7 @@ class ThriftSystem(System):
 class PipeThriftSystem(ThriftSystem):
     """``pipe+thrift``: the pipe engine behind the Thrift server."""
 
+    Options = PipeOptions
     mode = "pipe"
 
     def server_config(self) -> dict[str, Any]:
