@@ -81,12 +81,16 @@ class Adaptive(BatchPolicy):
       try a batch and learn.
 
     It never waits while another instance is idle (that instance could run the requests
-    now) and never polls: the waiting worker sleeps until an arrival or its deadline.
+    now), nor when the saving is below what waiting itself costs (handing the batch to a
+    worker thread instead of running it on the caller's: tens of microseconds), and never
+    polls: the waiting worker sleeps until an arrival or its deadline.
     """
 
     name = "adaptive"
     WINDOW_S = 1.0
     SMOOTHING = 0.1
+    #: Below this, a wait cannot pay for the thread hand-off it forces.
+    MIN_WORTHWHILE_S = 50e-6
 
     def __init__(self, timeout_s: float, max_batch: int, instances: int) -> None:
         super().__init__(timeout_s, max_batch, instances)
@@ -124,7 +128,10 @@ class Adaptive(BatchPolicy):
         can_come = min(callers - pending - running, self.max_batch - pending)
         if can_come <= 0:
             return 0.0
-        return min(self.fixed_cost_s() * can_come, self.timeout_s) - age_s
+        saving = self.fixed_cost_s() * can_come
+        if saving < self.MIN_WORTHWHILE_S:
+            return 0.0
+        return min(saving, self.timeout_s) - age_s
 
 
 POLICIES: dict[str, type[BatchPolicy]] = {
