@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ECHO = {"work": "echo", "instances": 1, "timeout": 0, "max": 1}
 BATCHING = {"work": "echo", "instances": 1, "timeout": 10, "max": 4}
 FIXED = {"work": "sleep_fixed", "instances": 1, "timeout": 10, "max": 4, "clients": 4}
+GIL = {"work": "sum", "instances": 10, "timeout": 0, "max": 1, "clients": 10, "engine": "pipe"}
 
 
 def cases() -> dict[str, dict[str, Any]]:
@@ -34,23 +35,8 @@ def cases() -> dict[str, dict[str, Any]]:
         "item_i1": {**FIXED, "work": "sleep_item", "engine": "pipe"},
         "item_i2": {**FIXED, "work": "sleep_item", "instances": 2, "engine": "pipe"},
         "fifo_c10": {**FIXED, "timeout": 0, "clients": 10, "engine": "pipe"},
-        "gil_threads": {
-            "work": "sum",
-            "instances": 10,
-            "timeout": 0,
-            "max": 1,
-            "clients": 10,
-            "engine": "pipe",
-        },
-        "gil_process": {
-            "work": "sum",
-            "instances": 10,
-            "timeout": 0,
-            "max": 1,
-            "clients": 10,
-            "engine": "pipe",
-            "kind": "process",
-        },
+        "gil_threads": {**GIL, "kind": "thread"},
+        "gil_process": {**GIL, "kind": "process"},
     }
     for clients in (1, 2, 4, 10):
         table[f"adaptive_c{clients}"] = {**BATCHING, "clients": clients, "engine": "both"}
