@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines.workloads import Workload, create_workload
+from harness.equivalence import check_equivalent
 from harness.errors import BenchError, SystemFailure
 from harness.loadgen import LoadResult, run_closed_loop
 from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
@@ -38,21 +39,6 @@ class Progress:
     def point_finished(self, record: PointRecord) -> None: ...
 
     def message(self, text: str) -> None: ...
-
-
-def check_reply(system: System, spec: SystemSpec, workload: Workload) -> None:
-    """One request before measuring: a wrong answer stops that system."""
-    client = system.client()
-    try:
-        request = workload.make_request()
-        reply = client.call(request)
-    finally:
-        client.close()
-    if not workload.reply_ok(request, reply):
-        raise SystemFailure(
-            f"{spec.column}: wrong reply to the check request "
-            f"(dtype {reply.dtype}, shape {reply.shape}, first bytes {reply.tobytes()[:16]!r})"
-        )
 
 
 def measure_point(
@@ -103,7 +89,7 @@ def run_system(
         progress.message(f"starting {spec.column}")
         system.start()
         system.ready(READY_TIMEOUT_S)
-        check_reply(system, spec, workload)
+        check_equivalent(system, spec, workload)
         for clients in scenario.load.clients:
             progress.point_started(spec.column, clients, warmup_s + duration_s)
             record = measure_point(

@@ -97,6 +97,8 @@ class SystemSpec(Frozen):
 class Scenario(Frozen):
     name: str
     description: str = ""
+    #: Which table of the seed report this scenario reproduces (read by the report).
+    seed_table: str | None = None
     workload: WorkloadSpec
     serving: Serving = Serving()
     load: Load

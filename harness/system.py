@@ -58,6 +58,8 @@ class System(ABC):
     """A serving stack under test, configured by the scenario and its own ``Options``."""
 
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: False for the pure-RPC systems: they reply with the workload's prepared reply.
+    computes: ClassVar[bool] = True
 
     def __init__(self, spec: SystemSpec, scenario: Scenario) -> None:
         self.spec = spec

@@ -21,6 +21,7 @@ class ThriftSystem(System):
     """``thrift``: the pure RPC server, which replies without computing."""
 
     mode: ClassVar[str] = "null"
+    computes = False
     _process: ServerProcess | None = None
     _port: int | None = None
 
@@ -81,6 +82,7 @@ class PipeThriftSystem(ThriftSystem):
 
     Options = PipeOptions
     mode = "pipe"
+    computes = True
 
     def server_config(self) -> dict[str, Any]:
         return {"node": node_config(self)}

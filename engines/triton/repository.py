@@ -31,6 +31,8 @@ _TRITON_TYPES = {
     "float16": "TYPE_FP16",
     "float32": "TYPE_FP32",
     "float64": "TYPE_FP64",
+    # numpy object arrays of bytes: Triton's string type (the echo workload's ``bytes``).
+    "object": "TYPE_STRING",
 }
 
 

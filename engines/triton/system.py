@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -35,13 +35,12 @@ class TritonSystem(System):
 
     Options = TritonOptions
     options: TritonOptions
-    compute: ClassVar[bool] = True
     _server: TritonServer | None = None
 
     def start(self) -> None:
         workload = create_workload(self.scenario.workload.name, self.scenario.workload.options)
         self._server = TritonServer(
-            self.spec.column, self.scenario, workload, self.compute, self.options.binary
+            self.spec.column, self.scenario, workload, self.computes, self.options.binary
         )
 
     def _url(self) -> str:
@@ -94,4 +93,4 @@ class TritonSystem(System):
 class TritonRpcSystem(TritonSystem):
     """``triton-rpc``: the same server and model, replying without computing."""
 
-    compute = False
+    computes = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -10,15 +11,22 @@ from engines.workloads import Workload, WorkloadParams
 
 
 class EchoParams(WorkloadParams):
-    #: Sent as UINT8 ASCII codes: Triton handles strings poorly (the seed's point).
     payload: str = "HelloWorld"
+    #: ``uint8``: the payload's ASCII codes, as the seed sends it (Triton handles strings
+    #: poorly). ``bytes``: one string element (Triton ``TYPE_STRING``, a numpy object array
+    #: elsewhere), to measure that point.
+    type: Literal["uint8", "bytes"] = "uint8"
 
 
 class Echo(Workload):
     Params = EchoParams
+    params: EchoParams
 
     def make_request(self) -> np.ndarray:
-        return np.frombuffer(self.params.payload.encode(), dtype=np.uint8).copy()
+        data = self.params.payload.encode()
+        if self.params.type == "bytes":
+            return np.array([data], dtype=object)
+        return np.frombuffer(data, dtype=np.uint8).copy()
 
     def compute(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
         return list(batch)
