@@ -4,6 +4,12 @@ Every server the harness launches (Thrift, tritonserver) is a :class:`ServerProc
 it runs in its own process group (so its children, e.g. Triton's Python stubs, are
 signalled with it), it is killed by the kernel if the harness dies (``PR_SET_PDEATHSIG``),
 and its output goes to a log file whose tail explains a failure.
+
+``PR_SET_PDEATHSIG`` alone is not enough: it does not reach the server's own children
+(tritonserver's stubs outlive it and keep their ``/dev/shm`` regions), and it fires when
+the *thread* that started the server ends. So each server also gets a watchdog process
+(:mod:`harness.watchdog`) that kills the whole group and removes the server's leftovers
+if the harness dies without stopping it, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,17 +30,74 @@ from pathlib import Path
 from harness.errors import SystemFailure
 
 _PR_SET_PDEATHSIG = 1
+# Resolved before any fork: loading symbols in a child forked from a threaded parent can hang.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_WATCHDOG = Path(__file__).with_name("watchdog.py")
 _live: set[ServerProcess] = set()
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the harness goes away."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _die_with(parent: int) -> Callable[[], None]:
+    """A pre-exec hook for the child: SIGKILL it when ``parent`` goes away.
+
+    Checking the parent after ``prctl`` closes the race where the harness died between
+    fork and ``prctl``: the signal would never come.
+    """
+
+    def hook() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def _pdeathsig_hook() -> Callable[[], None] | None:
+    # The signal fires when the starting *thread* ends: from any other thread than the main
+    # one it would kill a healthy server early, so there the watchdog alone covers a crash.
+    if threading.current_thread() is threading.main_thread():
+        return _die_with(os.getpid())
+    return None
+
+
+class _Watchdog:
+    """The :mod:`harness.watchdog` process of one server, and the pipe that dismisses it."""
+
+    def __init__(self, pgid: int, leftovers: Sequence[str | Path]) -> None:
+        stop_r, self._stop_w = os.pipe()
+        harness_fd = os.pidfd_open(os.getpid())
+        argv = [sys.executable, "-I", "-S", str(_WATCHDOG), str(pgid), str(stop_r)]
+        try:
+            self._popen = subprocess.Popen(
+                [*argv, str(harness_fd), *map(str, leftovers)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(stop_r, harness_fd),
+                start_new_session=True,
+            )
+        finally:
+            os.close(stop_r)
+            os.close(harness_fd)
+
+    def dismiss(self) -> None:
+        """The server was stopped normally: let the watchdog exit without doing anything."""
+        with contextlib.suppress(OSError):
+            os.write(self._stop_w, b"x")
+            os.close(self._stop_w)
+        try:
+            self._popen.wait(5.0)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+            self._popen.wait()
 
 
 class ServerProcess:
-    """One launched server; ``name`` is used in every message about it."""
+    """One launched server; ``name`` is used in every message about it.
+
+    ``leftovers`` are paths or globs (a work folder, ``/dev/shm/prefix*``) that the watchdog
+    removes if the harness dies without stopping the server; a normal :meth:`stop` leaves
+    them to the caller, which knows when they are no longer used.
+    """
 
     def __init__(
         self,
@@ -40,6 +105,7 @@ class ServerProcess:
         argv: Sequence[str],
         env: dict[str, str] | None = None,
         cwd: str | Path | None = None,
+        leftovers: Sequence[str | Path] = (),
     ) -> None:
         self.name = name
         self.log_path = Path(tempfile.mkstemp(prefix=f"pipebench-{_slug(name)}-", suffix=".log")[1])
@@ -53,11 +119,13 @@ class ServerProcess:
                     env=env,
                     cwd=cwd,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=_pdeathsig_hook(),
                 )
             except OSError as exc:
+                self.log_path.unlink(missing_ok=True)
                 raise SystemFailure(f"{name}: cannot start {argv[0]}: {exc.strerror}") from None
         _live.add(self)
+        self._watchdog = _Watchdog(self._popen.pid, [self.log_path, *leftovers])
 
     @property
     def pid(self) -> int:
@@ -103,6 +171,7 @@ class ServerProcess:
         if self in _live:
             _live.discard(self)
             self._signal_group(signal.SIGTERM)
+            self._signal_group(signal.SIGCONT)  # a stopped (SIGSTOP) server acts on it now
             try:
                 self._popen.wait(grace)
             except subprocess.TimeoutExpired:
@@ -110,6 +179,7 @@ class ServerProcess:
                 self._popen.wait()
             # Children that outlived the leader (e.g. Python stubs) share its group.
             self._signal_group(signal.SIGKILL)
+            self._watchdog.dismiss()
         self.log_path.unlink(missing_ok=True)
 
     def _signal_group(self, sig: signal.Signals) -> None:

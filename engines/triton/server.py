@@ -68,7 +68,8 @@ class TritonServer:
         ]
         # The stub's embedded Python finds its environment through PATH, not PYTHONPATH.
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-        self.process = ServerProcess(name, argv, env=env)
+        leftovers = [self._workdir, SHM_DIR / f"{self._shm_prefix}*"]
+        self.process = ServerProcess(name, argv, env=env, leftovers=leftovers)
 
     @property
     def http_url(self) -> str:
