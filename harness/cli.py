@@ -5,6 +5,7 @@ Exit codes: 0 all systems measured, 1 a system failed, 2 bad input, 130 interrup
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from datetime import datetime
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from harness import compare as comparison
 from harness import runner
 from harness.errors import BenchError, InputError
 from harness.process import stop_all
@@ -24,7 +26,7 @@ from harness.scenario import Scenario, load_scenario
 from harness.table import cell, markdown_table
 
 EXIT_INTERRUPTED = 130
-QUICK = runner.RunOptions(warmup_s=0.3, duration_s=1.0)
+QUICK = runner.RunOptions(warmup_s=0.3, duration_s=1.0, repeats=1, max_windows=4)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 err = Console(stderr=True)
@@ -42,8 +44,8 @@ class RichProgress(runner.Progress):
         self._progress = progress
         self._task: TaskID | None = None
 
-    def point_started(self, label: str, clients: int, seconds: float) -> None:
-        self._task = self._progress.add_task(f"{label} · {clients} clients", total=seconds)
+    def point_started(self, label: str, point: str, seconds: float) -> None:
+        self._task = self._progress.add_task(f"{label} · {point}", total=seconds)
 
     def tick(self, elapsed: float) -> None:
         if self._task is not None:
@@ -53,7 +55,7 @@ class RichProgress(runner.Progress):
         if self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
-        self._progress.console.print(f"  {record.label} · {record.clients} clients: {cell(record)}")
+        self._progress.console.print(f"  {record.label} · {record.point_name}: {cell(record)}")
 
     def message(self, text: str) -> None:
         self._progress.console.print(text)
@@ -93,7 +95,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def run(
     scenarios: Annotated[list[Path], typer.Argument(help="Scenario files or folders of them.")],
     quick: Annotated[
-        bool, typer.Option(help="Short windows (0.3 s warm-up, 1 s measured).")
+        bool, typer.Option(help="A smoke run: 0.3 s warm-up, 1 s measured, 1 repeat.")
     ] = False,
     systems: Annotated[
         str | None, typer.Option(help="Comma-separated systems (names or labels) to run.")
@@ -123,6 +125,70 @@ def run(
         print(f"\nresults: {result_path}\n")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    results: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Result files or folders of them (default: results/)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where the pages go.")] = Path("reports"),
+) -> None:
+    """Render results as Markdown + PNG pages, the seed report and one offline HTML page."""
+    from harness.report.render import render_reports  # matplotlib: only when reporting
+
+    for path in render_reports(results or [Path("results")], out):
+        print(path)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Result file or folder: the reference.")],
+    current: Annotated[Path, typer.Argument(help="Result file or folder: the candidate.")],
+    threshold: Annotated[
+        str, typer.Option(help="Smallest QPS change that can count (10% or 0.1).")
+    ] = "10%",
+    normalize_to: Annotated[
+        str | None,
+        typer.Option(help="Compare QPS as ratios to this system measured in the same run."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option(help="Also write github-action-benchmark JSON here.")
+    ] = None,
+) -> None:
+    """Regressions between two sets of results: exit 1 on a significant QPS drop."""
+    limit = comparison.parse_threshold(threshold)
+    verdicts = comparison.compare_paths(baseline, current, limit, normalize_to)
+    print(comparison.markdown(verdicts, limit, normalize_to))
+    if json_out:
+        entries = comparison.benchmark_json(verdicts, normalize_to)
+        json_out.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+    if comparison.has_regression(verdicts):
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_scenarios(
+    folder: Annotated[Path, typer.Argument(help="Folder of scenario files.")] = Path("scenarios"),
+) -> None:
+    """The scenarios in a folder, with one line each."""
+    for path in _scenario_files([folder]):
+        try:
+            scenario = load_scenario(path)
+        except InputError as exc:
+            print(f"{'(invalid)':<20} {exc}")
+            continue
+        print(f"{scenario.name:<20} {scenario.description}  ({path})")
+
+
+@app.command()
+def env() -> None:
+    """What is installed: Triton, perf_analyzer, torchpipe core, runtimes, GPU."""
+    from harness.inventory import inventory
+
+    for item in inventory():
+        print(f"{item.name:<22} {'yes' if item.found else 'no ':<4} {item.detail}")
 
 
 def main() -> None:

@@ -1,0 +1,100 @@
+"""``bench env``: which optional pieces this machine has, found without starting anything.
+
+A scenario column that needs a missing piece fails at start with its own message; this
+list answers the question before a run: what here can be measured at all?
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import import_module, metadata
+from pathlib import Path
+
+from harness.errors import InputError
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    found: bool
+    detail: str
+
+
+def _version(*distributions: str) -> str | None:
+    for distribution in distributions:
+        try:
+            return f"{distribution} {metadata.version(distribution)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _package(name: str, *distributions: str, why: str) -> Item:
+    found = _version(*distributions)
+    return Item(name, found is not None, found or f"not installed ({why})")
+
+
+def _triton() -> Item:
+    from engines.triton.repository import default_binary
+
+    try:
+        binary = default_binary()
+    except InputError as exc:
+        return Item("tritonserver", False, str(exc))
+    return Item("tritonserver", binary.is_file(), f"{binary} ({_version('nvidia-pytriton')})")
+
+
+def _perf_analyzer() -> Item:
+    found = shutil.which("perf_analyzer") or shutil.which(
+        "perf_analyzer", path=str(Path(sys.executable).parent)
+    )
+    return Item("perf_analyzer", found is not None, found or "not found on PATH or in the venv")
+
+
+def _onnxruntime() -> Item:
+    item = _package("onnxruntime", "onnxruntime", "onnxruntime-gpu", why="resnet workloads")
+    if item.found:
+        providers = import_module("onnxruntime").get_available_providers()
+        return Item(item.name, True, f"{item.detail}; providers {', '.join(providers)}")
+    return item
+
+
+def _torch() -> Item:
+    item = _package("torch", "torch", why="resnet workloads with runtime: torch")
+    if item.found:
+        torch = import_module("torch")
+        cuda = f"CUDA {torch.version.cuda}" if torch.cuda.is_available() else "no CUDA device"
+        return Item(item.name, True, f"{item.detail}; {cuda}")
+    return item
+
+
+def _gpu() -> Item:
+    if shutil.which("nvidia-smi") is None:
+        return Item("GPU", False, "no nvidia-smi: CPU only")
+    try:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Item("GPU", False, f"nvidia-smi failed: {exc}")
+    gpus = [line for line in done.stdout.splitlines() if line.startswith("GPU")]
+    return Item("GPU", bool(gpus), "; ".join(gpus) or done.stderr.strip() or "none listed")
+
+
+def inventory() -> list[Item]:
+    return [
+        _triton(),
+        _perf_analyzer(),
+        _package(
+            "torchpipe core",
+            "omniback",
+            why="the torchpipe system: pip install 'pipebench[torchpipe]'",
+        ),
+        _package("torchpipe (full)", "torchpipe", why="C++ OpenCV backends such as DecodeMat"),
+        _onnxruntime(),
+        _torch(),
+        _package("opencv", "opencv-python-headless", "opencv-python", why="jpeg workload"),
+        _gpu(),
+        _package("TensorRT", "tensorrt", "tensorrt-cu12", why="GPU resnet runtime"),
+    ]

@@ -1,0 +1,188 @@
+"""PNG figures of one scenario run: QPS, TP50/TP99, latency CDF and formed batch sizes.
+
+Figures are plain :class:`~matplotlib.figure.Figure` objects saved through the Agg
+renderer, never pyplot: no display, no global figure state, the same pixels everywhere.
+Failed points are left out of every figure (the tables show them); a figure with nothing
+to show is not drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from harness.report.resultsets import (
+    Record,
+    ResultSet,
+    batch_sizes,
+    measured,
+    point_of,
+    point_text,
+)
+
+DPI = 100
+
+
+def frame(result: ResultSet) -> pd.DataFrame:
+    """One row per measured record: label, point, qps (and its CI), p50, p99."""
+    rows = []
+    for record in result.records:
+        point = point_of(record)
+        if point is None or not measured(record):
+            continue
+        latency = record.get("latency_ms") or {}
+        ci = record.get("qps_ci95") or [np.nan, np.nan]
+        rows.append(
+            {
+                "label": record["label"],
+                "kind": point[0],
+                "x": point[1],
+                "qps": float(record.get("qps") or 0.0),
+                "qps_lo": float(ci[0]),
+                "qps_hi": float(ci[1]),
+                "p50": float(latency.get("p50", np.nan)),
+                "p99": float(latency.get("p99", np.nan)),
+            }
+        )
+    columns = ["label", "kind", "x", "qps", "qps_lo", "qps_hi", "p50", "p99"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@contextmanager
+def _figure(path: Path, ncols: int = 1, width: float = 6.4) -> Iterator[list[Axes]]:
+    figure = Figure(figsize=(width * ncols, 4.0), dpi=DPI)
+    axes = figure.subplots(1, ncols, squeeze=False)[0].tolist()
+    yield axes
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+
+
+def _x_label(data: pd.DataFrame) -> str:
+    return "offered rate (req/s)" if (data["kind"] == "rate").all() else "clients"
+
+
+def _wide_range(values: pd.Series) -> bool:
+    positive = values[values > 0]
+    return len(positive) > 1 and positive.max() / positive.min() > 30
+
+
+def _lines(ax: Axes, data: pd.DataFrame, column: str, labels: list[str], title: str) -> None:
+    """One line per system over the load points; bars when there is a single point."""
+    points = sorted(data["x"].unique())
+    if len(points) == 1:
+        values = [data.loc[data["label"] == label, column].mean() for label in labels]
+        ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))])
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.set_xlabel(f"{points[0]:g} {_x_label(data)}")
+    else:
+        for index, label in enumerate(labels):
+            rows = data[data["label"] == label].sort_values("x")
+            if rows.empty:
+                continue
+            ax.plot(rows["x"], rows[column], marker="o", color=f"C{index}", label=label)
+            if column == "qps" and rows["qps_lo"].notna().all():
+                ax.fill_between(
+                    rows["x"], rows["qps_lo"], rows["qps_hi"], color=f"C{index}", alpha=0.2
+                )
+        if points[0] > 0 and points[-1] / points[0] >= 8:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(points, [f"{p:g}" for p in points])
+        ax.set_xlabel(_x_label(data))
+        ax.legend(fontsize="small")
+    if _wide_range(data[column]):
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+
+
+def qps_plot(result: ResultSet, data: pd.DataFrame, path: Path) -> Path | None:
+    if data.empty:
+        return None
+    labels = [label for label in result.labels if label in set(data["label"])]
+    with _figure(path) as (ax,):
+        _lines(ax, data, "qps", labels, f"{result.name}: QPS")
+        ax.set_ylabel("QPS")
+    return path
+
+
+def latency_plot(result: ResultSet, data: pd.DataFrame, path: Path) -> Path | None:
+    if data.empty or data["p50"].isna().all():
+        return None
+    labels = [label for label in result.labels if label in set(data["label"])]
+    with _figure(path, ncols=2, width=5.2) as (left, right):
+        _lines(left, data, "p50", labels, "TP50 (ms)")
+        _lines(right, data, "p99", labels, "TP99 (ms)")
+        left.set_ylabel("latency (ms)")
+    return path
+
+
+def _histogram(record: Record) -> tuple[np.ndarray, np.ndarray] | None:
+    """``latency_histogram``: {"edges_ms": [n+1 bin edges], "counts": [n counts]}, if any."""
+    raw = record.get("latency_histogram")
+    if not isinstance(raw, dict):
+        return None
+    edges = np.asarray(raw.get("edges_ms") or [], dtype=float)
+    counts = np.asarray(raw.get("counts") or [], dtype=float)
+    if len(edges) != len(counts) + 1 or counts.sum() <= 0:
+        return None
+    return edges, counts
+
+
+def cdf_plot(result: ResultSet, path: Path) -> Path | None:
+    """Latency CDF per system and point, from the records' compact histograms."""
+    curves = []
+    for record in result.records:
+        histogram = _histogram(record) if measured(record) else None
+        point = point_of(record)
+        if histogram and point:
+            curves.append((f"{record['label']} · {point_text(point)}", *histogram))
+    if not curves:
+        return None
+    with _figure(path, width=7.5) as (ax,):
+        for index, (name, edges, counts) in enumerate(curves):
+            cumulative = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+            ax.plot(edges, cumulative, label=name, color=f"C{index % 10}")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms)")
+        ax.set_ylabel("fraction of requests ≤ latency")
+        ax.set_title(f"{result.name}: latency CDF")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small", ncol=2)
+    return path
+
+
+def batch_plot(result: ResultSet, path: Path) -> Path | None:
+    """Formed batch sizes per system: one panel per system, one bar group per point."""
+    by_label: dict[str, list[tuple[str, dict[int, int]]]] = {}
+    for record in result.records:
+        sizes = batch_sizes(record) if measured(record) else {}
+        point = point_of(record)
+        if sizes and point:
+            by_label.setdefault(record["label"], []).append((point_text(point), sizes))
+    if not any(max(s) > 1 for groups in by_label.values() for _, s in groups):
+        return None  # every batch held one request: nothing to see
+    labels = [label for label in result.labels if label in by_label]
+    with _figure(path, ncols=len(labels), width=4.2) as axes:
+        for ax, label in zip(axes, labels, strict=True):
+            groups = by_label[label]
+            sizes = sorted({size for _, s in groups for size in s})
+            width = 0.8 / len(groups)
+            for index, (name, counts) in enumerate(groups):
+                total = sum(counts.values())
+                shares = [counts.get(size, 0) / total for size in sizes]
+                offsets = np.arange(len(sizes)) + (index - (len(groups) - 1) / 2) * width
+                ax.bar(offsets, shares, width=width, label=name, color=f"C{index}")
+            ax.set_xticks(range(len(sizes)), [str(size) for size in sizes])
+            ax.set_xlabel("formed batch size")
+            ax.set_title(label)
+            ax.grid(True, axis="y", alpha=0.3)
+        axes[0].set_ylabel("share of batches")
+        axes[0].legend(fontsize="x-small")
+    return path

@@ -1,0 +1,119 @@
+"""``reports/report.md``: the seed report mirrored section by section, with our numbers.
+
+Each seed table is shown as rows of systems (the seed's, then ours that the seed did not
+have) with the seed's number and ours side by side at each load point; each of the seed's
+conclusions is checked on our results and marked ✓, ✗ or "not measured".
+"""
+
+from __future__ import annotations
+
+from harness.report.pages import doubtful_record
+from harness.report.resultsets import ResultSet
+from harness.seed import (
+    CONCLUSIONS,
+    TABLES,
+    Conclusion,
+    Metric,
+    Outcome,
+    Results,
+    SeedTable,
+    find_label,
+    find_record,
+    metric_of,
+    scenario_for,
+)
+
+STATUS_MARK = {"pass": "✓", "fail": "✗", "not measured": "○ not measured:"}
+INTRO = """\
+# The seed report, reproduced
+
+Every table of the seed report (`shared/seed/performance-report.en.md`, measured on a GPU
+machine with the original torchpipe) beside the same table measured by pipebench on this
+machine. Absolute numbers are not comparable across machines and engines and are shown for
+orientation only; what must carry over are the seed's **conclusions**, each checked on our
+numbers below (✓ holds, ✗ does not, ○ not measured: its scenario has no results yet).
+A ⚠ beside one of our numbers means that point is doubtful (see its scenario page).
+"""
+
+
+def _format(value: float, metric: Metric) -> str:
+    return f"{value:.0f}" if metric == "qps" else f"{value:.4g}"
+
+
+def _ours(result: ResultSet | None, label: str | None, clients: int, metric: Metric) -> str:
+    if result is None:
+        return "not measured"
+    if label is None:
+        return "not run"
+    record = find_record(result, label, clients)
+    value = metric_of(record, metric) if record else None
+    if record is None or value is None:
+        failed = [r for r in result.records if r["label"] == label and r.get("failure")]
+        return "failed" if failed else "not measured"
+    return _format(value, metric) + (" ⚠" if doubtful_record(record) else "")
+
+
+def seed_table(table: SeedTable, results: Results) -> list[str]:
+    result = scenario_for(results, table.key)
+    unit = "QPS" if table.metric == "qps" else "TP50 ms"
+    header = ["seed system", "our system"]
+    for n in table.points:
+        header += [f"seed {unit} @{n}", f"ours @{n}"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (2 * len(table.points))]
+    mapped: set[str] = set()
+    for column in table.columns:
+        label = find_label(result, column.ours) if result and column.ours else None
+        if label:
+            mapped.add(label)
+        ours_name = label or (column.ours.describe() if column.ours else "(none of ours)")
+        cells = [column.seed, ours_name]
+        for n in table.points:
+            seed = column.values.get(n)
+            cells.append(_format(seed, table.metric) if seed is not None else "-")
+            cells.append(_ours(result, label, n, table.metric) if column.ours else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    for label in result.labels if result else []:
+        if label not in mapped:
+            cells = ["-", label]
+            for n in table.points:
+                cells += ["-", _ours(result, label, n, table.metric)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _conclusion_line(conclusion: Conclusion, outcome: Outcome) -> str:
+    evidence = f" ({outcome.evidence})" if outcome.evidence else ""
+    return f"- {STATUS_MARK[outcome.status]} {conclusion.statement}{evidence}"
+
+
+def seed_page(results: Results) -> str:
+    outcomes = [(c, c.check(results)) for c in CONCLUSIONS]
+    lines = [INTRO, "## The seed's conclusions on our numbers", ""]
+    lines += [_conclusion_line(c, o) for c, o in outcomes]
+    tally = {s: sum(o.status == s for _, o in outcomes) for s in STATUS_MARK}
+    lines += [
+        "",
+        f"{tally['pass']} hold, {tally['fail']} do not hold, {tally['not measured']} not measured.",
+        "",
+    ]
+    section = title = None
+    for table in TABLES:
+        if table.section != section:
+            if section is not None:
+                lines += _section_conclusions(section, outcomes)
+            section, title = table.section, None
+            lines += [f"## {section}", ""]
+        if table.title != title:
+            title = table.title
+            lines += [f"### {title}", ""]
+        result = scenario_for(results, table.key)
+        link = f"[{result.name}]({result.name}.md)" if result else f"`{table.key}`: no results"
+        lines += [f"{table.settings} · scenario {link}", "", *seed_table(table, results), ""]
+    if section is not None:
+        lines += _section_conclusions(section, outcomes)
+    return "\n".join(lines)
+
+
+def _section_conclusions(section: str, outcomes: list[tuple[Conclusion, Outcome]]) -> list[str]:
+    here = [_conclusion_line(c, o) for c, o in outcomes if c.section == section]
+    return ["**Conclusions checked:**", "", *here, ""] if here else []
