@@ -30,21 +30,56 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class PointRecord:
-    """One system at one load point: the row the tables and comparisons read."""
+    """One system at one load point: the row the tables and comparisons read.
+
+    Counts (``sent`` ... ``timeouts``) and ``latency_ms`` cover the measured windows of all
+    repeats together; ``qps`` is the median of ``qps_repeats`` and ``qps_ci95`` the 95 %
+    confidence interval of their mean (``None`` with a single repeat).
+    """
 
     system: str
     label: str
-    clients: int
+    #: The load point: ``clients`` in closed loop, ``rate`` (requests/s) in open loop.
+    clients: int | None = None
+    rate: float | None = None
     qps: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     sent: int = 0
     ok: int = 0
     errors: int = 0
+    timeouts: int = 0
+    stable: bool = False
+    client_bound: bool = False
+    valid: bool = False
+    #: Why ``valid`` is false: "unstable", "short", "errors", "client-bound".
+    invalid_reasons: list[str] = field(default_factory=list)
+    repeats: int = 0
+    qps_ci95: list[float] | None = None
+    qps_repeats: list[float] = field(default_factory=list)
+    #: Formed batch size -> batches executed during the measured windows (server side).
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+    #: What the ``null`` system reached with the same clients: the load generator's ceiling.
+    client_ceiling_qps: float | None = None
+    #: CPU use in % of one core: the harness and its client processes (for an in-process
+    #: system that includes the system itself), and the system's server processes.
+    cpu: dict[str, float | None] = field(default_factory=dict)
+    #: Who generated the load: "threads", "processes" or the system's own generator.
+    load_generator: str = "threads"
+    client_processes: int = 1
+    #: Measured seconds, all repeats together.
     duration_s: float = 0.0
     first_error: str | None = None
     #: Set when the point could not be measured at all (the system failed).
     failure: str | None = None
     server_stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def point(self) -> float:
+        return self.clients if self.clients is not None else self.rate or 0.0
+
+    @property
+    def point_name(self) -> str:
+        return f"{self.clients} clients" if self.clients is not None else f"{self.rate:g} req/s"
 
 
 @dataclass

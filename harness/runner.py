@@ -3,36 +3,70 @@
 Systems run one after another, never side by side, so an idle server never competes with
 the one being measured. Whatever happens (a failing system, Ctrl-C) every system that was
 started is stopped, and the records measured so far are saved with ``complete: false``.
+
+Each point is measured ``repeats`` times (see :mod:`harness.loadgen` for one repeat), then
+judged: stable, long enough, error rate under the threshold, and not client-bound, which
+compares it with the ``null`` system measured with the same clients in the same run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from engines.workloads import Workload, create_workload
 from harness.equivalence import check_equivalent
 from harness.errors import BenchError, SystemFailure
-from harness.loadgen import LoadResult, run_closed_loop
+from harness.loadgen import Host, ProcessHost, Run, ThreadHost, Timing, drive, plans
+from harness.loadgen import Probe as LoadProbe
 from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
-from harness.scenario import Scenario, SystemSpec
-from harness.stats import latency_summary_ms, throughput
-from harness.system import Client, System, create_system
+from harness.scenario import Load, Scenario, SystemSpec
+from harness.stats import CANCELLED, ERROR, OK, TIMEOUT, Samples, latency_summary_ms, median_ci95
+from harness.system import System, create_system
 
 READY_TIMEOUT_S = 120.0
+#: Fewer replies than this (all repeats together) cannot support a p99: the row is "short".
+MIN_REPLIES = 100
+#: A result above this share of the client ceiling measures the client, not the system.
+CLIENT_BOUND_SHARE = 0.5
+#: The client ceiling is a quick measurement: it only has to be far above the systems.
+CEILING_TIMING = Timing(warmup_s=0.2, window_s=0.25, max_windows=4, stability_pct=100.0)
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """Overrides of the scenario's ``load`` block (``--quick``)."""
+
     warmup_s: float | None = None
     duration_s: float | None = None
+    repeats: int | None = None
+    max_windows: int | None = None
+
+    def apply(self, load: Load) -> Load:
+        changes = {k: v for k, v in vars(self).items() if v is not None}
+        if "max_windows" in changes:
+            changes["max_windows"] = max(3, changes["max_windows"])
+        return load.model_copy(update=changes)
+
+
+def timing_of(load: Load) -> Timing:
+    return Timing(
+        warmup_s=load.warmup_s,
+        window_s=load.duration_s / 3,
+        max_windows=load.max_windows,
+        stability_pct=load.stability_pct,
+    )
 
 
 class Progress:
     """What the runner tells the CLI while it works; the default says nothing."""
 
-    def point_started(self, label: str, clients: int, seconds: float) -> None: ...
+    def point_started(self, label: str, point: str, seconds: float) -> None: ...
 
     def tick(self, elapsed: float) -> None: ...
 
@@ -41,61 +75,294 @@ class Progress:
     def message(self, text: str) -> None: ...
 
 
+# -- one repeat --------------------------------------------------------------------------
+
+
+def _cpu_seconds(pids: Sequence[int], with_children: bool) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            family = [process, *process.children(recursive=True)] if with_children else [process]
+            for member in family:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], LoadProbe]:
+    """Readings at each window boundary: client and server CPU so far, server counters."""
+
+    def probe() -> LoadProbe:
+        from harness.loadgen import clock
+
+        server = system.server_pids()
+        return LoadProbe(
+            t_ns=clock(),
+            client_cpu_s=_cpu_seconds(client_pids, with_children=False),
+            server_cpu_s=_cpu_seconds(server, with_children=True) if server else None,
+            stats=system.stats(),
+        )
+
+    return probe
+
+
+def senders_of(load: Load, point: float) -> int:
+    """Concurrent senders: the clients (closed loop) or the open loop's sender pool."""
+    return int(point) if load.mode == "closed" else load.max_outstanding
+
+
+def client_processes(system: System, load: Load, point: float) -> int:
+    """Client processes the point gets: 1 (threads here) unless asked and possible."""
+    if load.client_processes == 1 or system.client_factory() is None:
+        return 1
+    return len(plans(load.mode, senders_of(load, point), load.client_processes, 1.0))
+
+
+def _hosts(system: System, workload: Workload, load: Load, point: float, seed: int) -> list[Host]:
+    """Senders for one repeat: threads here, or client processes if the system allows."""
+    processes = client_processes(system, load, point)
+    factory = system.client_factory() if processes > 1 else None
+    host_plans = plans(
+        load.mode,
+        senders_of(load, point),
+        processes,
+        load.request_timeout_s,
+        rate=point if load.mode == "open" else 0.0,
+        arrival=load.arrival,
+        seed=seed,
+    )
+    if factory is None:
+        plan = host_plans[0]
+        clients = []
+        try:
+            clients = [system.client() for _ in range(plan.senders)]
+        except BaseException:
+            for client in clients:
+                client.close()
+            raise
+        return [ThreadHost(clients, [workload.make_request() for _ in clients], plan)]
+    hosts = [ProcessHost(factory, workload.make_request(), plan) for plan in host_plans]
+    try:
+        for host in hosts:
+            host.wait_ready()
+    except BaseException:
+        for host in hosts:
+            host.close()
+        raise
+    return hosts
+
+
+def measure_repeat(
+    system: System,
+    workload: Workload,
+    load: Load,
+    point: float,
+    seed: int,
+    on_tick: Callable[[float], None] | None = None,
+) -> Run:
+    timing = timing_of(load)
+    own = system.load_generator()
+    if own is not None:
+        return own.run(point, timing, make_probe(system, []))
+    hosts = _hosts(system, workload, load, point, seed)
+    try:
+        pids = [os.getpid()] + [pid for host in hosts for pid in host.pids()]
+        return drive(hosts, timing, load.request_timeout_s, make_probe(system, pids), on_tick)
+    finally:
+        for host in hosts:
+            host.close()
+
+
+# -- a point: repeats, then the verdict --------------------------------------------------
+
+
+def _delta(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
+    change = Counter(after)
+    change.subtract(before)
+    return {size: count for size, count in sorted(change.items()) if count > 0}
+
+
+def summarize(
+    system: System, spec: SystemSpec, load: Load, point: float, runs: Sequence[Run]
+) -> PointRecord:
+    """One record out of the repeats: merged samples, median QPS, CI, batches, CPU."""
+    merged = Samples.concat([run.measured() for run in runs])
+    counts = {code: merged.count(code) for code in (OK, ERROR, TIMEOUT, CANCELLED)}
+    if counts[CANCELLED]:
+        raise AssertionError("a cancelled request inside the measured windows")
+    if len(merged) != counts[OK] + counts[ERROR] + counts[TIMEOUT]:
+        raise AssertionError("a request was lost from the accounting")
+    qps_repeats = [run.qps for run in runs]
+    qps, ci = median_ci95(qps_repeats)
+    batches: Counter[int] = Counter()
+    cpu_client = cpu_server = wall = 0.0
+    server_known = True
+    for run in runs:
+        start, end = run.probe_start, run.probe_end
+        if start is None or end is None:
+            continue
+        batches.update(_delta(system.batch_sizes(start.stats), system.batch_sizes(end.stats)))
+        wall += (end.t_ns - start.t_ns) / 1e9
+        cpu_client += end.client_cpu_s - start.client_cpu_s
+        if start.server_cpu_s is None or end.server_cpu_s is None:
+            server_known = False
+        else:
+            cpu_server += end.server_cpu_s - start.server_cpu_s
+    return PointRecord(
+        system=spec.name,
+        label=spec.column,
+        clients=int(point) if load.mode == "closed" else None,
+        rate=float(point) if load.mode == "open" else None,
+        qps=qps,
+        latency_ms=latency_summary_ms(merged.ok_latencies()),
+        sent=len(merged),
+        ok=counts[OK],
+        errors=counts[ERROR],
+        timeouts=counts[TIMEOUT],
+        stable=all(run.stable for run in runs),
+        repeats=len(runs),
+        qps_ci95=list(ci) if ci else None,
+        qps_repeats=qps_repeats,
+        batch_sizes=dict(sorted(batches.items())),
+        cpu={
+            "client_pct": 100 * cpu_client / wall if wall else None,
+            "server_pct": 100 * cpu_server / wall if wall and server_known else None,
+        },
+        duration_s=sum(run.measured_s for run in runs),
+        first_error=next((run.first_error for run in runs if run.first_error), None),
+        server_stats=system.stats(),
+    )
+
+
+def judge(record: PointRecord, load: Load, ceiling: float | None) -> PointRecord:
+    """Fill ``client_bound``, ``valid`` and the reasons; see :data:`harness.table.LEGEND`."""
+    record.client_ceiling_qps = ceiling
+    record.client_bound = ceiling is not None and record.qps > CLIENT_BOUND_SHARE * ceiling
+    reasons = []
+    if not record.stable:
+        reasons.append("unstable")
+    per_repeat_s = record.duration_s / record.repeats if record.repeats else 0.0
+    if per_repeat_s < load.min_duration_s * 0.999 or record.ok < MIN_REPLIES:
+        reasons.append("short")
+    failed = record.errors + record.timeouts
+    if not record.sent or failed / record.sent > load.max_error_rate:
+        reasons.append("errors")
+    if record.client_bound:
+        reasons.append("client-bound")
+    record.invalid_reasons, record.valid = reasons, not reasons
+    return record
+
+
 def measure_point(
     system: System,
     spec: SystemSpec,
     workload: Workload,
-    clients: int,
-    warmup_s: float,
-    duration_s: float,
-    on_tick: Callable[[float], None] | None,
+    load: Load,
+    point: float,
+    on_tick: Callable[[float], None] | None = None,
 ) -> PointRecord:
-    handles: list[Client] = []
+    runs = []
+    done = 0.0
+    for repeat in range(load.repeats):
+
+        def tick(elapsed: float, before: float = done) -> None:
+            if on_tick:
+                on_tick(before + elapsed)
+
+        run = measure_repeat(system, workload, load, point, repeat, tick)
+        done += (run.boundaries_ns[-1] - run.boundaries_ns[0]) / 1e9 + load.warmup_s
+        runs.append(run)
+    record = summarize(system, spec, load, point, runs)
+    own = system.load_generator()
+    record.client_processes = client_processes(system, load, point)
+    if own is not None:
+        record.load_generator = getattr(own, "name", type(own).__name__)
+    elif record.client_processes > 1:
+        record.load_generator = "processes"
+    return record
+
+
+class Ceilings:
+    """The ``null`` system's QPS per (placement, senders), measured once per run."""
+
+    def __init__(self, scenario: Scenario, progress: Progress) -> None:
+        self._scenario = scenario
+        self._progress = progress
+        self._found: dict[tuple[int, int], float] = {}
+
+    def of(self, system: System, load: Load, point: float) -> float | None:
+        if system.load_generator() is not None or system.spec.name == "null":
+            return None  # another load generator, or the ceiling itself
+        key = (client_processes(system, load, point), senders_of(load, point))
+        if key not in self._found:
+            self._found[key] = self._measure(*key, load)
+        return self._found[key]
+
+    def _measure(self, processes: int, senders: int, load: Load) -> float:
+        null_load = load.model_copy(
+            update={
+                "clients": [senders],
+                "rates": None,
+                "client_processes": processes,
+                "repeats": 1,
+            }
+        )
+        scenario = self._scenario.model_copy(update={"load": null_load})
+        spec = SystemSpec(name="null")
+        workload = create_workload(scenario.workload.name, scenario.workload.options)
+        with create_system(spec, scenario) as null:
+            null.start()
+            run = _ceiling_run(null, workload, null_load, senders)
+        where = f"{processes} client processes" if processes > 1 else "threads"
+        self._progress.message(f"client ceiling ({where}, {senders} senders): {run.qps:,.0f} QPS")
+        return run.qps
+
+
+def _ceiling_run(null: System, workload: Workload, load: Load, senders: int) -> Run:
+    hosts = _hosts(null, workload, load, senders, seed=0)
     try:
-        for _ in range(clients):
-            handles.append(system.client())
-        requests = [workload.make_request() for _ in range(clients)]
-        load: LoadResult = run_closed_loop(handles, requests, warmup_s, duration_s, on_tick)
+        return drive(hosts, CEILING_TIMING, load.request_timeout_s)
     finally:
-        for handle in handles:
-            handle.close()
+        for host in hosts:
+            host.close()
+
+
+def _unmeasured(spec: SystemSpec, load: Load, point: float, reason: str) -> PointRecord:
     return PointRecord(
         system=spec.name,
         label=spec.column,
-        clients=clients,
-        qps=throughput(load.ok, load.duration_s),
-        latency_ms=latency_summary_ms(load.latencies_ns),
-        sent=load.sent,
-        ok=load.ok,
-        errors=load.errors,
-        duration_s=load.duration_s,
-        first_error=load.first_error,
-        server_stats=system.stats(),
+        clients=int(point) if load.mode == "closed" else None,
+        rate=float(point) if load.mode == "open" else None,
+        failure=reason,
     )
 
 
 def run_system(
     scenario: Scenario,
     spec: SystemSpec,
-    warmup_s: float,
-    duration_s: float,
+    load: Load,
+    ceilings: Ceilings,
     progress: Progress,
 ) -> list[PointRecord]:
     """Every load point of one system; a failure marks the points it left unmeasured."""
     records: list[PointRecord] = []
     workload = create_workload(scenario.workload.name, scenario.workload.options)
     system = create_system(spec, scenario)
+    seconds = load.repeats * (load.warmup_s + load.duration_s)
     try:
         progress.message(f"starting {spec.column}")
         system.start()
         system.ready(READY_TIMEOUT_S)
         check_equivalent(system, spec, workload)
-        for clients in scenario.load.clients:
-            progress.point_started(spec.column, clients, warmup_s + duration_s)
-            record = measure_point(
-                system, spec, workload, clients, warmup_s, duration_s, progress.tick
-            )
-            records.append(record)
+        for point in load.points:
+            ceiling = ceilings.of(system, load, point)
+            blank = _unmeasured(spec, load, point, reason="")
+            progress.point_started(spec.column, blank.point_name, seconds)
+            record = measure_point(system, spec, workload, load, point, progress.tick)
+            records.append(judge(record, load, ceiling))
             try:
                 system.check_alive()
             except SystemFailure as exc:
@@ -106,11 +373,9 @@ def run_system(
     except Exception as exc:
         reason = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
         progress.message(f"[red]{spec.column} failed:[/red] {reason}")
-        measured = {record.clients for record in records}
+        measured = {record.point for record in records}
         records.extend(
-            PointRecord(system=spec.name, label=spec.column, clients=clients, failure=reason)
-            for clients in scenario.load.clients
-            if clients not in measured
+            _unmeasured(spec, load, point, reason) for point in load.points if point not in measured
         )
     finally:
         system.stop()
@@ -126,9 +391,8 @@ def run_scenario(
 ) -> RunResult:
     """Run every system of ``scenario``; the result file is rewritten after each system."""
     progress = progress or Progress()
-    load = scenario.load
-    warmup_s = load.warmup_s if options.warmup_s is None else options.warmup_s
-    duration_s = load.duration_s if options.duration_s is None else options.duration_s
+    load = options.apply(scenario.load)
+    ceilings = Ceilings(scenario, progress)
     result = RunResult(
         scenario=scenario.model_dump(mode="json"),
         scenario_file=str(scenario_file),
@@ -137,7 +401,7 @@ def run_scenario(
     )
     try:
         for spec in scenario.systems:
-            result.records.extend(run_system(scenario, spec, warmup_s, duration_s, progress))
+            result.records.extend(run_system(scenario, spec, load, ceilings, progress))
             write_atomic(result_path, result.to_json())
         result.complete = True
     finally:

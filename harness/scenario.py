@@ -8,10 +8,17 @@ Every mistake is reported as ``FILE: field.path: reason`` through :class:`InputE
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from engines.workloads import UnknownWorkloadError, workload_class
 from harness.errors import InputError
@@ -64,13 +71,56 @@ class Serving(Frozen):
 
 
 class Load(Frozen):
-    """Closed-loop load: each client sends, waits for the reply, repeats."""
+    """The load every system gets, and how it is measured.
 
-    clients: list[PositiveInt] = Field(min_length=1)
+    The sweep chooses the mode: ``clients`` (closed loop: each client sends, waits for the
+    reply, repeats) or ``rates`` (open loop: requests/s arriving on a schedule, latency
+    timed from each request's scheduled send). Each point is measured ``repeats`` times:
+    a warm-up, then windows of ``duration_s / 3`` until the last 3 agree within
+    ``stability_pct`` (QPS and TP50) or ``max_windows`` is reached; those 3 are reported.
+    """
+
+    clients: list[PositiveInt] | None = Field(default=None, min_length=1)
+    rates: list[PositiveFloat] | None = Field(default=None, min_length=1)
+    #: Open loop: ``poisson`` (random arrivals, the realistic default) or ``constant``.
+    arrival: Literal["poisson", "constant"] = "poisson"
+    #: Open loop: senders (each one client) that requests wait for; a full pool queues.
+    max_outstanding: PositiveInt = 64
+    #: Client processes for systems reached over the network (one process per client at
+    #: most); in-process systems are always driven by threads of the harness itself.
+    client_processes: PositiveInt = 1
     warmup_s: Annotated[float, Field(ge=0)] = 2.0
+    #: Measured seconds per repeat (the 3 reported windows together).
     duration_s: PositiveFloat = 10.0
-    #: A request that takes longer than this counts as an error.
+    max_windows: Annotated[int, Field(ge=3)] = 10
+    stability_pct: PositiveFloat = 10.0
+    repeats: PositiveInt = 3
+    #: Every request has this deadline; a later reply or none at all is a timeout.
     request_timeout_s: PositiveFloat = 30.0
+    #: Validity: (errors + timeouts) / sent must stay at or under this.
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.001
+    #: Validity: a repeat must measure at least this long.
+    min_duration_s: Annotated[float, Field(ge=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _one_sweep(self) -> Load:
+        if (self.clients is None) == (self.rates is None):
+            raise ValueError("give clients (closed loop) or rates (open loop), exactly one")
+        return self
+
+    @property
+    def mode(self) -> Literal["closed", "open"]:
+        return "closed" if self.clients is not None else "open"
+
+    @property
+    def points(self) -> list[float]:
+        """The sweep: client counts (closed loop) or request rates (open loop)."""
+        return list(self.clients if self.clients is not None else self.rates or [])
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most requests a system can have in flight at once."""
+        return max(self.clients) if self.clients is not None else self.max_outstanding
 
 
 class SystemSpec(Frozen):

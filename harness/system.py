@@ -10,6 +10,10 @@ The runner drives any system through the same five steps::
     system.check_alive()      # after each point: did the server survive it?
     system.stop()             # idempotent, safe after a failed start
 
+Optional hooks, generic so the runner stays system-agnostic: ``client_factory`` (clients
+built in client processes), ``server_pids`` (server CPU use), ``batch_sizes`` (the formed
+batch histogram out of ``stats``) and ``load_generator`` (a load generator of its own).
+
 Adding a system is one module with a :class:`System` subclass plus one line in
 :data:`REGISTRY`; the runner knows nothing system-specific.
 """
@@ -23,8 +27,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
+    from harness.loadgen import Probe, Run, Timing
     from harness.scenario import Scenario, SystemSpec
 
 #: name -> "module:Class"
@@ -35,6 +42,7 @@ REGISTRY: dict[str, str] = {
     "triton": "engines.triton.system:TritonSystem",
     "triton-rpc": "engines.triton.system:TritonRpcSystem",
     "torchpipe": "engines.torchpipe.system:TorchpipeSystem",
+    "null": "engines.null:NullSystem",
 }
 
 
@@ -46,6 +54,14 @@ class Client(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class LoadGenerator(Protocol):
+    """A load generator a system brings instead of the harness's own (e.g. perf_analyzer)."""
+
+    def run(self, point: float, timing: Timing, probe: Callable[[], Probe] | None) -> Run:
+        """Measure one repeat of ``point`` (clients or rate, per the scenario's mode)."""
+        ...
 
 
 class NoOptions(BaseModel):
@@ -69,7 +85,7 @@ class System(ABC):
     @property
     def max_clients(self) -> int:
         """The most clients any point of the scenario will open at once."""
-        return max(self.scenario.load.clients)
+        return self.scenario.load.max_concurrency
 
     @abstractmethod
     def start(self) -> None: ...
@@ -83,6 +99,27 @@ class System(ABC):
 
     def stats(self) -> dict[str, Any]:
         return {}
+
+    def client_factory(self) -> Callable[[], Client] | None:
+        """A picklable callable that builds a client in another process, or ``None``.
+
+        Systems reached over the network return one so that ``load.client_processes`` can
+        spread their clients over several processes (one GIL each); in-process systems
+        keep ``None`` and are driven by threads of the harness's own process.
+        """
+        return None
+
+    def server_pids(self) -> list[int]:
+        """Server processes whose CPU use is reported (their children are included)."""
+        return []
+
+    def batch_sizes(self, stats: dict[str, Any]) -> dict[int, int]:
+        """Formed batch size -> batches executed so far, read out of :meth:`stats`."""
+        return {int(size): int(count) for size, count in stats.get("batch_sizes", {}).items()}
+
+    def load_generator(self) -> LoadGenerator | None:
+        """A load generator of the system's own to use instead of the harness's clients."""
+        return None
 
     def check_alive(self) -> None:  # noqa: B027 - in-process systems cannot die apart
         """Raise :class:`SystemFailure` if the system died (e.g. its server exited)."""
