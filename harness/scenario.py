@@ -7,6 +7,7 @@ Every mistake is reported as ``FILE: field.path: reason`` through :class:`InputE
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,14 +24,44 @@ from pydantic import (
 from engines.workloads import UnknownWorkloadError, workload_class
 from harness.errors import InputError
 
-PositiveInt = Annotated[int, Field(gt=0)]
+#: Strict: YAML's ``yes``/``on`` are booleans, and a boolean is not a count.
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+#: Scenario names become result file names: no folders, no spaces, no dot files.
+_FILE_NAME_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that rejects a key given twice (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *defaults`` may be overridden, that is its purpose
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _printable(part: object) -> str:
+    """A location part on one line: a key with a newline or tab is shown quoted."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
     """``field.path: reason`` for the first error, and how many more there are."""
     first = exc.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
+    location = ".".join(_printable(part) for part in first["loc"])
     reason = first["msg"].removeprefix("Value error, ")
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     where = f"{prefix}{location}".rstrip(".") or "(top level)"
@@ -38,13 +69,14 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are valid YAML floats (.inf, .nan) but never a valid duration or count.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class WorkloadSpec(Frozen):
     """The ``workload`` block: a registered name plus that workload's own parameters."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     name: str
 
@@ -171,6 +203,16 @@ class Scenario(Frozen):
             seen.add(spec.column)
         return systems
 
+    @field_validator("name")
+    @classmethod
+    def _file_name_safe(cls, name: str) -> str:
+        if not _FILE_NAME_SAFE.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not usable in a result file name "
+                "(letters, digits and _ . + - only, not starting with . _ + -)"
+            )
+        return name
+
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; any problem raises :class:`InputError`."""
@@ -182,7 +224,9 @@ def load_scenario(path: str | Path) -> Scenario:
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text file") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except RecursionError:
+        raise InputError(f"{path}: (top level): nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -194,6 +238,8 @@ def load_scenario(path: str | Path) -> Scenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"{path}: {_describe(exc)}") from None
+    except RecursionError:
+        raise InputError(f"{path}: (top level): nested too deeply") from None
     _check_plugin_options(path, scenario)
     return scenario
 
