@@ -233,6 +233,13 @@ def _value(sample: Sample | None, normalized: bool) -> str:
     return text
 
 
+def _measured_once(verdict: Verdict) -> bool:
+    samples = (verdict.baseline, verdict.current)
+    return all(s is not None and not s.failure for s in samples) and any(
+        len(s.repeats) < 2 for s in samples if s is not None
+    )
+
+
 def markdown(verdicts: list[Verdict], threshold: float, normalize_to: str | None) -> str:
     normalized = normalize_to is not None
     what = f"QPS / {normalize_to} QPS (same run)" if normalized else "QPS"
@@ -251,7 +258,7 @@ def markdown(verdicts: list[Verdict], threshold: float, normalize_to: str | None
         )
     counts = {verdict: sum(v.verdict == verdict for v in verdicts) for verdict in VERDICTS}
     lines += ["", ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n) + "."]
-    if any(v.basis.startswith("1 repeat") for v in verdicts):
+    if any(_measured_once(v) for v in verdicts):
         lines.append(
             "Points measured once have no noise estimate: the threshold alone decided them."
         )

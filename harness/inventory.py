@@ -62,11 +62,12 @@ def _onnxruntime() -> Item:
     return item
 
 
-def _torch() -> Item:
+def _torch(gpu: bool) -> Item:
+    """Whether torch sees CUDA is asked only where there is a GPU (importing torch is slow)."""
     item = _package("torch", "torch", why="resnet workloads with runtime: torch")
-    if item.found:
+    if item.found and gpu:
         torch = import_module("torch")
-        cuda = f"CUDA {torch.version.cuda}" if torch.cuda.is_available() else "no CUDA device"
+        cuda = f"CUDA {torch.version.cuda}" if torch.cuda.is_available() else "CUDA not usable"
         return Item(item.name, True, f"{item.detail}; {cuda}")
     return item
 
@@ -83,6 +84,7 @@ def _gpu() -> Item:
 
 
 def inventory() -> list[Item]:
+    gpu = _gpu()
     return [
         _triton(),
         _perf_analyzer(),
@@ -93,8 +95,8 @@ def inventory() -> list[Item]:
         ),
         _package("torchpipe (full)", "torchpipe", why="C++ OpenCV backends such as DecodeMat"),
         _onnxruntime(),
-        _torch(),
+        _torch(gpu.found),
         _package("opencv", "opencv-python-headless", "opencv-python", why="jpeg workload"),
-        _gpu(),
+        gpu,
         _package("TensorRT", "tensorrt", "tensorrt-cu12", why="GPU resnet runtime"),
     ]
