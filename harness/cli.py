@@ -103,6 +103,10 @@ def run(
     results_dir: Annotated[Path, typer.Option(help="Where result JSON files go.")] = Path(
         "results"
     ),
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="Then render the results folder's report into this folder."),
+    ] = None,
 ) -> None:
     """Start every system of each scenario, drive it, print the tables, save the results."""
     files = _scenario_files(scenarios)
@@ -123,6 +127,8 @@ def run(
         failed |= any(record.failure for record in result.records)
         print(markdown_table(scenario.name, result.records, columns))
         print(f"\nresults: {result_path}\n")
+    if report_dir:
+        _render([results_dir], report_dir)
     if failed:
         raise typer.Exit(1)
 
@@ -136,9 +142,13 @@ def report(
     out: Annotated[Path, typer.Option(help="Where the pages go.")] = Path("reports"),
 ) -> None:
     """Render results as Markdown + PNG pages, the seed report and one offline HTML page."""
+    _render(results or [Path("results")], out)
+
+
+def _render(results: list[Path], out: Path) -> None:
     from harness.report.render import render_reports  # matplotlib: only when reporting
 
-    for path in render_reports(results or [Path("results")], out):
+    for path in render_reports(results, out):
         print(path)
 
 

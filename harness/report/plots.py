@@ -8,6 +8,7 @@ to show is not drawn.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +17,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from harness.report.resultsets import (
+    Point,
     Record,
     ResultSet,
     batch_sizes,
@@ -72,23 +75,27 @@ def _wide_range(values: pd.Series) -> bool:
     return len(positive) > 1 and positive.max() / positive.min() > 30
 
 
-def _lines(ax: Axes, data: pd.DataFrame, column: str, labels: list[str], title: str) -> None:
+def colors(result: ResultSet) -> dict[str, str]:
+    """One color per system, the same in every figure of the run."""
+    return {label: f"C{index % 10}" for index, label in enumerate(result.labels)}
+
+
+def _lines(ax: Axes, data: pd.DataFrame, column: str, palette: dict[str, str], title: str) -> None:
     """One line per system over the load points; bars when there is a single point."""
     points = sorted(data["x"].unique())
+    labels = [label for label in palette if label in set(data["label"])]
     if len(points) == 1:
         values = [data.loc[data["label"] == label, column].mean() for label in labels]
-        ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))])
+        ax.bar(labels, values, color=[palette[label] for label in labels])
         ax.tick_params(axis="x", labelrotation=20)
         ax.set_xlabel(f"{points[0]:g} {_x_label(data)}")
     else:
-        for index, label in enumerate(labels):
+        for label in labels:
             rows = data[data["label"] == label].sort_values("x")
-            if rows.empty:
-                continue
-            ax.plot(rows["x"], rows[column], marker="o", color=f"C{index}", label=label)
+            ax.plot(rows["x"], rows[column], marker="o", color=palette[label], label=label)
             if column == "qps" and rows["qps_lo"].notna().all():
                 ax.fill_between(
-                    rows["x"], rows["qps_lo"], rows["qps_hi"], color=f"C{index}", alpha=0.2
+                    rows["x"], rows["qps_lo"], rows["qps_hi"], color=palette[label], alpha=0.2
                 )
         if points[0] > 0 and points[-1] / points[0] >= 8:
             ax.set_xscale("log")
@@ -105,9 +112,8 @@ def _lines(ax: Axes, data: pd.DataFrame, column: str, labels: list[str], title: 
 def qps_plot(result: ResultSet, data: pd.DataFrame, path: Path) -> Path | None:
     if data.empty:
         return None
-    labels = [label for label in result.labels if label in set(data["label"])]
     with _figure(path) as (ax,):
-        _lines(ax, data, "qps", labels, f"{result.name}: QPS")
+        _lines(ax, data, "qps", colors(result), f"{result.name}: QPS")
         ax.set_ylabel("QPS")
     return path
 
@@ -115,46 +121,65 @@ def qps_plot(result: ResultSet, data: pd.DataFrame, path: Path) -> Path | None:
 def latency_plot(result: ResultSet, data: pd.DataFrame, path: Path) -> Path | None:
     if data.empty or data["p50"].isna().all():
         return None
-    labels = [label for label in result.labels if label in set(data["label"])]
     with _figure(path, ncols=2, width=5.2) as (left, right):
-        _lines(left, data, "p50", labels, "TP50 (ms)")
-        _lines(right, data, "p99", labels, "TP99 (ms)")
+        _lines(left, data, "p50", colors(result), "TP50 (ms)")
+        _lines(right, data, "p99", colors(result), "TP99 (ms)")
         left.set_ylabel("latency (ms)")
     return path
 
 
-def _histogram(record: Record) -> tuple[np.ndarray, np.ndarray] | None:
-    """``latency_histogram``: {"edges_ms": [n+1 bin edges], "counts": [n counts]}, if any."""
+#: The quantiles every record carries, as points of its latency CDF.
+_QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "max": 1.0}
+
+
+def _cdf(record: Record) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """(latency ms, fraction ≤ it, exact?): the record's histogram if it has one
+    (``latency_histogram``: {"edges_ms": n+1 edges, "counts": n counts}), else its quantiles."""
     raw = record.get("latency_histogram")
-    if not isinstance(raw, dict):
+    if isinstance(raw, dict):
+        edges = np.asarray(raw.get("edges_ms") or [], dtype=float)
+        counts = np.asarray(raw.get("counts") or [], dtype=float)
+        if len(edges) == len(counts) + 1 and counts.sum() > 0:
+            return edges, np.concatenate([[0.0], np.cumsum(counts) / counts.sum()]), True
+    latency = record.get("latency_ms") or {}
+    known = [
+        (float(latency[key]), share)
+        for key, share in _QUANTILES.items()
+        if isinstance(latency.get(key), int | float) and math.isfinite(latency[key])
+    ]
+    if len(known) < 2:
         return None
-    edges = np.asarray(raw.get("edges_ms") or [], dtype=float)
-    counts = np.asarray(raw.get("counts") or [], dtype=float)
-    if len(edges) != len(counts) + 1 or counts.sum() <= 0:
-        return None
-    return edges, counts
+    x, y = zip(*known, strict=True)
+    return np.asarray(x), np.asarray(y), False
 
 
 def cdf_plot(result: ResultSet, path: Path) -> Path | None:
-    """Latency CDF per system and point, from the records' compact histograms."""
-    curves = []
+    """Latency CDF per system, one panel per load point."""
+    panels: dict[Point, list[tuple[str, tuple[np.ndarray, np.ndarray, bool]]]] = {}
     for record in result.records:
-        histogram = _histogram(record) if measured(record) else None
         point = point_of(record)
-        if histogram and point:
-            curves.append((f"{record['label']} · {point_text(point)}", *histogram))
-    if not curves:
+        curve = _cdf(record) if point and measured(record) else None
+        if point and curve:
+            panels.setdefault(point, []).append((record["label"], curve))
+    if not panels:
         return None
-    with _figure(path, width=7.5) as (ax,):
-        for index, (name, edges, counts) in enumerate(curves):
-            cumulative = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
-            ax.plot(edges, cumulative, label=name, color=f"C{index % 10}")
-        ax.set_xscale("log")
-        ax.set_xlabel("latency (ms)")
-        ax.set_ylabel("fraction of requests ≤ latency")
-        ax.set_title(f"{result.name}: latency CDF")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small", ncol=2)
+    palette = colors(result)
+    with _figure(path, ncols=len(panels), width=4.2) as axes:
+        for ax, point in zip(axes, sorted(panels), strict=True):
+            for label, (x, y, exact) in panels[point]:
+                style = {"drawstyle": "default"} if exact else {"marker": "o", "markersize": 3}
+                ax.plot(x, y, label=label, color=palette[label], **style)
+            low = min(float(x.min()) for _, (x, _, _) in panels[point])
+            high = max(float(x.max()) for _, (x, _, _) in panels[point])
+            if low > 0 and high / low > 10:  # tails an order of magnitude out: log scale
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("latency (ms)")
+            ax.set_title(point_text(point))
+            ax.grid(True, alpha=0.3)
+        axes[0].set_ylabel("share of requests ≤ latency")
+        axes[0].legend(fontsize="x-small")
     return path
 
 
