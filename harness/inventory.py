@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from importlib import import_module, metadata
-from pathlib import Path
 
 from harness.errors import InputError
 
@@ -48,10 +46,21 @@ def _triton() -> Item:
 
 
 def _perf_analyzer() -> Item:
-    found = shutil.which("perf_analyzer") or shutil.which(
-        "perf_analyzer", path=str(Path(sys.executable).parent)
+    """perf_analyzer is unpacked from a wheel on first use; say whether that happened."""
+    from engines.triton import perf_analyzer
+
+    home = perf_analyzer.cache_dir() / f"perf_analyzer-{perf_analyzer.VERSION}"
+    exe = home / "bin" / "perf_analyzer"
+    if exe.is_file():
+        return Item("perf_analyzer", True, f"{exe} ({perf_analyzer.VERSION})")
+    on_path = shutil.which("perf_analyzer")
+    if on_path:
+        return Item("perf_analyzer", True, on_path)
+    return Item(
+        "perf_analyzer",
+        False,
+        f"not fetched yet: the first run with client: perf_analyzer fetches {perf_analyzer.WHEEL}",
     )
-    return Item("perf_analyzer", found is not None, found or "not found on PATH or in the venv")
 
 
 def _onnxruntime() -> Item:
