@@ -29,7 +29,7 @@ class Workload(ABC):
     Params: ClassVar[type[WorkloadParams]] = WorkloadParams
     #: 0: a reply must equal the expected one byte for byte. Model workloads allow float
     #: noise: the largest difference, relative to the expected reply's largest magnitude.
-    tolerance: ClassVar[float] = 0.0
+    tolerance: float = 0.0
 
     def __init__(self, params: WorkloadParams) -> None:
         self.params = params

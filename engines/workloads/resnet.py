@@ -41,12 +41,13 @@ class ResNet(Workload):
     Params = ResNetParams
     params: ResNetParams
     depth: ClassVar[int]
-    #: Different batch sizes and kernels change the last bits of float32 logits.
-    tolerance = 1e-3
     _runner: Runner | None = None
 
     def __init__(self, params: ResNetParams) -> None:
         super().__init__(params)
+        # Batch sizes and kernels change the last bits of float32 logits; GPUs also compute
+        # convolutions in TF32 (torch's and TensorRT's default), about 3 decimal digits.
+        self.tolerance = 1e-2 if params.device == "cuda" else 1e-3
         # The pure-RPC systems' reply: prepared once, the size and type of real logits.
         self._prepared = np.zeros(CLASSES, dtype=np.float32)
 
