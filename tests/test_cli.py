@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.cli_helpers import BENCH, bench, descendants_alive, only_result, wait_for_child
 from tests.conftest import ROOT, hello_scenario, pipebench_shm
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
-BENCH = [sys.executable, "-m", "harness.cli"]
-
-
-def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BENCH, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
-
-
-def descendants_alive(pid: int) -> list[int]:
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def only_result(results: Path) -> dict:
-    files = list(results.glob("*.json"))
-    assert len(files) == 1, files
-    return json.loads(files[0].read_text())
 
 
 def test_run_prints_the_table_and_saves_the_same_numbers(write_scenario, tmp_path):
@@ -89,7 +67,7 @@ def test_a_killed_server_fails_its_system_and_keeps_the_others(write_scenario, t
         stderr=subprocess.PIPE,
         text=True,
     )
-    server = _wait_for_child(run.pid, "engines.thrift.server")
+    server = wait_for_child(run.pid, "engines.thrift.server")
     time.sleep(1.0)
     server.kill()
     _, stderr = run.communicate(timeout=60)
@@ -113,7 +91,7 @@ def test_interrupt_stops_every_server_and_saves_partial_results(sig, write_scena
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for_child(run.pid, "engines.thrift.server")
+    wait_for_child(run.pid, "engines.thrift.server")
     time.sleep(1.0)
     started = set(descendants_alive(run.pid))
     assert started
@@ -128,16 +106,3 @@ def test_interrupt_stops_every_server_and_saves_partial_results(sig, write_scena
     document = only_result(results)
     assert document["complete"] is False
     assert not pipebench_shm()
-
-
-def _wait_for_child(pid: int, marker: str, timeout: float = 60) -> psutil.Process:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in psutil.Process(pid).children(recursive=True):
-            try:
-                if marker in " ".join(child.cmdline()):
-                    return child
-            except psutil.Error:
-                continue
-        time.sleep(0.05)
-    raise AssertionError(f"no {marker} process appeared")

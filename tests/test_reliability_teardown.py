@@ -1,0 +1,154 @@
+"""Whatever ends a run, everything it started is gone within 5 s and its results are kept.
+
+Each test runs the real ``bench`` CLI and watches its whole process tree (servers, Triton's
+Python stubs, the watchdogs) and what those processes own (logs, work folders, /dev/shm
+regions of that launch's prefix). test_cli.py covers SIGINT/SIGTERM during a Thrift system;
+here the signal lands while Triton (with two stub processes) is being measured, the harness
+is SIGKILLed, and one system raises mid-run.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.cli_helpers import (
+    STUB,
+    THRIFT,
+    TRITON,
+    RunWatcher,
+    only_result,
+    start_bench,
+    wait_for_child,
+)
+from tests.conftest import hello_scenario
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+TWO_STUBS = {"instances": 2, "batching_timeout_ms": 0, "max_batch": 1}
+
+
+def short_load(*clients: int, duration_s: float = 0.6) -> dict:
+    """One repeat of three windows per point: the fastest measurement the runner makes."""
+    return {
+        "clients": list(clients),
+        "warmup_s": 0.1,
+        "duration_s": duration_s,
+        "repeats": 1,
+        "max_windows": 3,
+    }
+
+
+def test_normal_end_leaves_nothing(write_scenario, tmp_path):
+    scenario = hello_scenario(
+        systems=["pipe+thrift", "triton"], serving=TWO_STUBS, load=short_load(2)
+    )
+    path = write_scenario(scenario)
+    run = start_bench("run", str(path), "--results-dir", str(tmp_path / "r"))
+    watcher = RunWatcher(run.pid)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert len(watcher.named(STUB)) >= 2 and watcher.named(THRIFT)
+    assert any(p.startswith("/dev/shm/pipebench_") for p in watcher.owned_paths)
+    watcher.assert_nothing_left(within=0.5)  # stop() waits: gone when the run returns
+    assert only_result(tmp_path / "r")["complete"] is True
+
+
+#: A system whose server runs fine, then raises mid-run: the harness must still stop it.
+EXPLODING = """
+from engines.thrift.system import ThriftSystem
+from harness.system import REGISTRY
+
+class Exploding(ThriftSystem):
+    def stats(self):
+        raise RuntimeError("boom: stats exploded")
+
+import sys
+sys.modules["exploding_plugin"] = sys.modules[__name__]
+REGISTRY["exploding"] = "exploding_plugin:Exploding"
+"""
+
+
+def test_an_exception_in_one_system_stops_it_and_keeps_the_others(write_scenario, tmp_path):
+    fake_triton = tmp_path / "tritonserver"  # starts a child (like a stub), then fails
+    fake_triton.write_text("#!/bin/sh\nsleep 300 &\necho 'no model here' >&2\nsleep 1\nexit 3\n")
+    fake_triton.chmod(0o755)
+    scenario = hello_scenario(
+        systems=[
+            "exploding",
+            {"name": "triton", "options": {"binary": str(fake_triton)}},
+            "pipe",
+        ],
+        load=short_load(1, 2),
+    )
+    path = write_scenario(scenario)
+    run = start_bench("run", str(path), "--results-dir", str(tmp_path / "r"), prelude=EXPLODING)
+    watcher = RunWatcher(run.pid)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert watcher.named(THRIFT) and watcher.named("sleep 300")
+    watcher.assert_nothing_left()
+    document = only_result(tmp_path / "r")
+    assert document["complete"] is True
+    records = {(r["label"], r["clients"]): r for r in document["records"]}
+    assert records["exploding", 1]["failure"] == "RuntimeError: boom: stats exploded"
+    assert records["exploding", 2]["failure"] == "RuntimeError: boom: stats exploded"
+    assert records["triton", 1]["failure"].startswith("triton: exited with code 3 before ready")
+    assert "no model here" in records["triton", 1]["failure"]
+    assert all(records["pipe", n]["failure"] is None and records["pipe", n]["ok"] for n in (1, 2))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_during_triton_stops_its_stubs_and_keeps_earlier_systems(
+    sig, write_scenario, tmp_path
+):
+    # Three points per system: the signal lands in one of triton's.
+    scenario = hello_scenario(
+        systems=["thrift", "triton"],
+        serving=TWO_STUBS,
+        load=short_load(1, 2, 3),
+    )
+    path = write_scenario(scenario)
+    run = start_bench("run", str(path), "--results-dir", str(tmp_path / "r"))
+    watcher = RunWatcher(run.pid)
+    wait_for_child(run.pid, STUB, count=2)
+    _wait_for_measuring()
+    run.send_signal(sig)
+    _, stderr = run.communicate(timeout=30)
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert len(watcher.named(STUB)) >= 2
+    watcher.assert_nothing_left()
+    document = only_result(tmp_path / "r")
+    assert document["complete"] is False
+    saved = [(record["label"], record["ok"] > 0) for record in document["records"]]
+    assert saved == [("thrift", True)] * 3  # measured before the interrupt, kept
+
+
+@pytest.mark.parametrize(
+    ("system", "server", "helpers"),
+    [("pipe+thrift", THRIFT, 0), ("triton", TRITON, 2)],
+)
+def test_a_killed_harness_takes_its_servers_with_it(
+    system, server, helpers, write_scenario, tmp_path
+):
+    scenario = hello_scenario(
+        systems=[system], serving=TWO_STUBS, load=short_load(2, duration_s=30)
+    )
+    run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path))
+    watcher = RunWatcher(run.pid)
+    wait_for_child(run.pid, server)
+    if helpers:
+        wait_for_child(run.pid, STUB, count=helpers)
+    _wait_for_measuring()
+    run.kill()  # no finally, no atexit: only PR_SET_PDEATHSIG and the watchdog remain
+    run.communicate(timeout=10)
+    assert len(watcher.named(STUB)) >= helpers and watcher.named(server)
+    watcher.assert_nothing_left()
+
+
+def _wait_for_measuring() -> None:
+    """Once the servers are up, give the run time to pass its check and load them."""
+    time.sleep(1.0)
