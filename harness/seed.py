@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.report.resultsets import Record, ResultSet, measured
+from harness.report.resultsets import Record, ResultSet, measured, point_text
 
 Results = dict[str, ResultSet]
 Metric = Literal["qps", "p50"]
@@ -415,9 +415,12 @@ def _faster(
         if not ours or not theirs:
             return NOT_MEASURED
         (a, qa), (b, qb) = ours, theirs
+        if fast.key != slow.key:  # two runs: say which is which
+            a, b = f"{fast.key} {a}", f"{slow.key} {b}"
         ratios = {n: qa[n] / qb[n] if qb[n] > 0 else float("inf") for n in clients}
         evidence = "; ".join(
-            f"{n} clients: {a} {qa[n]:.0f} vs {b} {qb[n]:.0f} QPS ({ratios[n]:.2f}x)"
+            f"{point_text(('clients', n))}: {a} {qa[n]:.0f} vs {b} {qb[n]:.0f} QPS "
+            f"({ratios[n]:.2f}x)"
             for n in clients
         )
         return _verdict(all(r > factor for r in ratios.values()), evidence)

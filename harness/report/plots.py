@@ -197,7 +197,7 @@ def batch_plot(result: ResultSet, path: Path) -> Path | None:
     with _figure(path, ncols=len(labels), width=4.2) as axes:
         for ax, label in zip(axes, labels, strict=True):
             groups = by_label[label]
-            sizes = sorted({size for _, s in groups for size in s})
+            sizes = list(range(1, max(size for _, s in groups for size in s) + 1))
             width = 0.8 / len(groups)
             for index, (name, counts) in enumerate(groups):
                 total = sum(counts.values())

@@ -37,7 +37,7 @@ A ⚠ beside one of our numbers means that point is doubtful (see its scenario p
 
 
 def _format(value: float, metric: Metric) -> str:
-    return f"{value:.0f}" if metric == "qps" else f"{value:.4g}"
+    return f"{value:.0f}" if metric == "qps" else f"{value:.3g}"
 
 
 def _ours(result: ResultSet | None, label: str | None, clients: int, metric: Metric) -> str:
@@ -69,7 +69,7 @@ def seed_table(table: SeedTable, results: Results) -> list[str]:
         cells = [column.seed, ours_name]
         for n in table.points:
             seed = column.values.get(n)
-            cells.append(_format(seed, table.metric) if seed is not None else "-")
+            cells.append(f"{seed:g}" if seed is not None else "-")  # as the seed prints it
             cells.append(_ours(result, label, n, table.metric) if column.ours else "-")
         lines.append("| " + " | ".join(cells) + " |")
     for label in result.labels if result else []:
@@ -93,7 +93,7 @@ def seed_page(results: Results) -> str:
     tally = {s: sum(o.status == s for _, o in outcomes) for s in STATUS_MARK}
     lines += [
         "",
-        f"{tally['pass']} hold, {tally['fail']} do not hold, {tally['not measured']} not measured.",
+        f"✓ {tally['pass']} hold · ✗ {tally['fail']} fail · ○ {tally['not measured']} not measured",
         "",
     ]
     section = title = None
