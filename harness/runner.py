@@ -340,6 +340,19 @@ def _unmeasured(spec: SystemSpec, load: Load, point: float, reason: str) -> Poin
     )
 
 
+def failure_reason(system: System, exc: Exception) -> str:
+    """Why a system failed. A connection error is only the symptom of a server that died:
+    then the server's exit (code and log tail) is the reason given."""
+    if isinstance(exc, BenchError):
+        return str(exc)
+    if system.server_pids():  # started: a dead server is the cause
+        try:
+            system.check_alive()
+        except SystemFailure as dead:
+            return str(dead)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def run_system(
     scenario: Scenario,
     spec: SystemSpec,
@@ -371,7 +384,7 @@ def run_system(
             finally:
                 progress.point_finished(record)
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+        reason = failure_reason(system, exc)
         progress.message(f"[red]{spec.column} failed:[/red] {reason}")
         measured = {record.point for record in records}
         records.extend(
