@@ -1,0 +1,204 @@
+"""``bench compare``: noise-aware regression verdicts on result files, and the CLI's exit codes.
+
+The verdict logic is tested on result files written here with known repeats, because its
+job is to read files (it never runs anything); the CLI tests also use a result file from
+a real run (``results/baseline/``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.compare import (
+    compare_paths,
+    markdown,
+    min_rank_p,
+    parse_threshold,
+    rank_test_p,
+)
+from harness.errors import InputError
+from tests.cli_helpers import bench
+from tests.conftest import ROOT
+from tests.result_files import record, write_result
+
+BASELINE_DIR = ROOT / "results" / "baseline"
+
+
+def verdicts(tmp_path: Path, base: list[dict], cur: list[dict], **kw: Any) -> dict:
+    found = compare_paths(
+        write_result(tmp_path / "base.json", base),
+        write_result(tmp_path / "cur.json", cur),
+        kw.pop("threshold", 0.10),
+        kw.pop("normalize_to", None),
+    )
+    return {(v.key[1], v.key[2][1]): v for v in found}
+
+
+STEADY = [1000.0, 1012.0, 994.0, 1005.0, 990.0]
+
+
+def test_a_25_percent_drop_with_repeats_is_a_regression(tmp_path):
+    dropped = [q * 0.75 for q in STEADY]
+    found = verdicts(tmp_path, [record("pipe", 1, STEADY)], [record("pipe", 1, dropped)])
+    verdict = found[("pipe", 1)]
+    assert verdict.verdict == "regressed"
+    assert verdict.change == pytest.approx(-0.25)
+    assert verdict.basis.startswith("rank test p=0.008")
+
+
+def test_a_big_change_inside_the_noise_is_noisy_not_a_regression(tmp_path):
+    wild = [700.0, 1300.0, 800.0, 1250.0, 900.0]  # mean 990, spread ±30 %
+    lower = [600.0, 1150.0, 750.0, 1200.0, 620.0]  # mean 864: -12.7 %, beyond the threshold
+    found = verdicts(tmp_path, [record("pipe", 1, wild)], [record("pipe", 1, lower)])
+    assert found[("pipe", 1)].verdict == "noisy"
+    assert found[("pipe", 1)].change < -0.10
+
+
+def test_a_small_change_is_unchanged_even_when_significant(tmp_path):
+    slightly = [q * 0.95 for q in STEADY]
+    found = verdicts(tmp_path, [record("pipe", 1, STEADY)], [record("pipe", 1, slightly)])
+    assert found[("pipe", 1)].verdict == "unchanged"
+
+
+def test_three_repeats_use_the_confidence_intervals(tmp_path):
+    base = [1000.0, 1010.0, 990.0]
+    apart = [700.0, 705.0, 695.0]
+    overlapping = [500.0, 1000.0, 800.0]
+    found = verdicts(
+        tmp_path,
+        [record("a", 1, base), record("b", 1, base)],
+        [record("a", 1, apart), record("b", 1, overlapping)],
+    )
+    assert found[("a", 1)].verdict == "regressed"
+    assert found[("a", 1)].basis.startswith("95% CIs apart")
+    assert found[("b", 1)].verdict == "noisy"
+    assert found[("b", 1)].basis.startswith("95% CIs overlap")
+
+
+def test_a_single_repeat_lets_the_threshold_decide_and_says_so(tmp_path):
+    found = verdicts(
+        tmp_path,
+        [record("a", 1, [1000.0]), record("b", 1, [1000.0])],
+        [record("a", 1, [850.0]), record("b", 1, [1200.0])],
+    )
+    assert found[("a", 1)].verdict == "regressed"
+    assert found[("b", 1)].verdict == "improved"
+    assert found[("a", 1)].basis == "1 repeat: threshold alone"
+    table = markdown(list(found.values()), 0.10, None)
+    assert "the threshold alone decided them" in table
+
+
+def test_missing_points_are_reported_not_judged(tmp_path):
+    base = [record("pipe", 1, STEADY), record("pipe", 10, STEADY), record("thrift", 1, STEADY)]
+    cur = [record("pipe", 1, STEADY), record("triton", 1, STEADY)]
+    found = verdicts(tmp_path, base, cur)
+    assert found[("pipe", 1)].verdict == "unchanged"
+    assert found[("pipe", 10)].verdict == "missing"
+    assert found[("pipe", 10)].basis == "not in current"
+    assert found[("thrift", 1)].verdict == "missing"
+    assert found[("triton", 1)].basis == "not in baseline"
+
+
+def test_a_system_that_failed_now_is_a_regression(tmp_path):
+    failed = record("pipe", 1, [0.0]) | {"failure": "pipe: server died"}
+    found = verdicts(tmp_path, [record("pipe", 1, STEADY)], [failed])
+    assert found[("pipe", 1)].verdict == "regressed"
+    assert "server died" in found[("pipe", 1)].basis
+
+
+def test_normalizing_cancels_a_slower_machine_and_keeps_a_real_drop(tmp_path):
+    """Everything 40 % slower (another machine) is no change; pipe alone 40 % slower is."""
+    base = [record("pipe", 1, STEADY), record("thrift", 1, [q / 2 for q in STEADY])]
+    slower_machine = [record(r["label"], 1, [q * 0.6 for q in r["qps_repeats"]]) for r in base]
+    found = verdicts(tmp_path, base, slower_machine, normalize_to="thrift")
+    assert found[("pipe", 1)].verdict == "unchanged"
+    assert found[("pipe", 1)].baseline.value == pytest.approx(2.0)
+    assert ("thrift", 1) not in found  # the reference itself is not compared
+
+    pipe_only = [record("pipe", 1, [q * 0.6 for q in STEADY]), base[1]]
+    found = verdicts(tmp_path, base, pipe_only, normalize_to="thrift")
+    assert found[("pipe", 1)].verdict == "regressed"
+    assert found[("pipe", 1)].change == pytest.approx(-0.4)
+
+
+def test_rank_test_p_values_are_exact():
+    assert rank_test_p((1, 2, 3, 4), (5, 6, 7, 8)) == pytest.approx(2 / 70)
+    assert rank_test_p((1, 3, 5, 7), (2, 4, 6, 8)) > 0.5
+    assert min_rank_p(3, 3) == pytest.approx(0.1)  # too few repeats to ever reach 0.05
+    assert min_rank_p(4, 4) < 0.05
+
+
+@pytest.mark.parametrize(("text", "value"), [("10%", 0.10), ("0.25", 0.25), (" 50% ", 0.5)])
+def test_threshold_forms(text, value):
+    assert parse_threshold(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["ten", "-5%", "0", ""])
+def test_bad_thresholds_are_input_errors(text):
+    with pytest.raises(InputError, match="--threshold"):
+        parse_threshold(text)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def scaled_copy(source: Path, target: Path, factor: float) -> Path:
+    document = json.loads(source.read_text())
+    for entry in document["records"]:
+        entry["qps"] *= factor
+        if entry.get("qps_repeats"):
+            entry["qps_repeats"] = [q * factor for q in entry["qps_repeats"]]
+        if entry.get("qps_ci95"):
+            entry["qps_ci95"] = [q * factor for q in entry["qps_ci95"]]
+    target.write_text(json.dumps(document))
+    return target
+
+
+def baseline_file() -> Path:
+    files = sorted(BASELINE_DIR.glob("*.json"))
+    assert files, "results/baseline/ holds the committed smoke baseline"
+    return files[0]
+
+
+def test_cli_a_file_against_itself_exits_0(tmp_path):
+    source = baseline_file()
+    out = tmp_path / "bench.json"
+    done = bench("compare", str(source), str(source), "--json-out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| verdict |" in done.stdout and "regressed" not in done.stdout
+    entries = json.loads(out.read_text())
+    records = json.loads(source.read_text())["records"]
+    assert len(entries) == len(records)
+    assert {e["unit"] for e in entries} == {"QPS"}
+    assert sorted(e["value"] for e in entries) == pytest.approx(sorted(r["qps"] for r in records))
+    assert all(set(e) >= {"name", "unit", "value"} for e in entries)
+
+
+def test_cli_qps_scaled_by_0_7_exits_1(tmp_path):
+    source = baseline_file()
+    slower = scaled_copy(source, tmp_path / "slower.json", 0.7)
+    done = bench("compare", str(source), str(slower))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "-30.0%" in done.stdout and "regressed" in done.stdout
+    # The same drop for every system is no change at all once normalized.
+    done = bench("compare", str(source), str(slower), "--normalize-to", "thrift")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    source = baseline_file()
+    done = bench("compare", str(source), str(source), "--threshold", "lots")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == "error: --threshold: 'lots' is not a positive fraction or percentage (10%)"
+    )
+    done = bench("compare", str(source), str(tmp_path / "nope.json"))
+    assert done.returncode == 2 and "no such file" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = bench("compare", str(source), str(source), "--normalize-to", "nosuch")
+    assert done.returncode == 2 and "--normalize-to" in done.stderr
