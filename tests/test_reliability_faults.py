@@ -1,0 +1,152 @@
+"""Faults during a run: a dead server, a stalled server, a backend that sometimes raises.
+
+The system under fault must fail (or count its failures) with a clear message, never hang,
+and the other systems' results must be kept. test_cli.py covers a killed ``thrift``
+server; here the same for ``pipe+thrift`` and ``triton`` (whose stubs are orphaned when
+the server dies), plus a stopped (SIGSTOP) server and a backend that fails 1 % of calls.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from engines.workloads import create_workload
+from harness.system import create_system
+from tests.cli_helpers import (
+    STUB,
+    THRIFT,
+    TRITON,
+    RunWatcher,
+    only_result,
+    start_bench,
+    wait_for_child,
+)
+from tests.conftest import hello_scenario
+from tests.test_reliability_teardown import short_load
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+
+@pytest.mark.parametrize(("system", "server"), [("pipe+thrift", THRIFT), ("triton", TRITON)])
+def test_a_killed_server_fails_its_points_and_keeps_the_other_systems(
+    system, server, write_scenario, tmp_path
+):
+    scenario = hello_scenario(systems=[system, "pipe"], load=short_load(2, 3, duration_s=3))
+    run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
+    watcher = RunWatcher(run.pid)
+    victim = wait_for_child(run.pid, server)
+    if server == TRITON:
+        wait_for_child(run.pid, STUB)
+    time.sleep(1.5)  # past the check request, inside the first point
+    victim.kill()
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    watcher.assert_nothing_left()  # incl. Triton's stub, orphaned by the kill
+    records = {(r["label"], r["clients"]): r for r in only_result(tmp_path / "r")["records"]}
+    died = f"{system}: server exited with code -9; last lines of its log:"
+    assert records[system, 2]["failure"].startswith(died)
+    assert records[system, 3]["failure"].startswith(died)  # never measured: same reason
+    for clients in (2, 3):
+        assert records["pipe", clients]["failure"] is None
+        assert records["pipe", clients]["ok"] > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("thrift", {}),
+        ("pipe+thrift", {}),
+        ("triton", {"protocol": "http"}),
+        ("triton", {"protocol": "grpc"}),
+    ],
+)
+def test_a_stopped_server_times_out_at_the_request_deadline(name, options, make_scenario):
+    deadline_s = 1.0
+    load = {"clients": [1], "request_timeout_s": deadline_s}
+    scenario = make_scenario(systems=[{"name": name, "options": options}], load=load)
+    request = create_workload("echo", {}).make_request()
+    with create_system(scenario.systems[0], scenario) as system:
+        system.start()
+        system.ready(60)
+        client = system.client()
+        client.call(request)
+        (server,) = system.server_pids()
+        os.kill(server, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(Exception) as raised:  # each client raises its own type
+                client.call(request)
+            took = time.monotonic() - started
+        finally:
+            os.kill(server, signal.SIGCONT)
+            client.close()
+    assert deadline_s * 0.95 <= took <= deadline_s + 1.0, f"{took:.2f} s: {raised.value!r}"
+
+
+def test_a_stopped_server_ends_the_run_instead_of_hanging(write_scenario, tmp_path):
+    load = {**short_load(2, 3, duration_s=3), "request_timeout_s": 1.0}
+    scenario = hello_scenario(systems=["thrift", "pipe"], load=load)
+    run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
+    watcher = RunWatcher(run.pid)
+    server = wait_for_child(run.pid, THRIFT)
+    time.sleep(1.5)
+    server.suspend()
+    started = time.monotonic()
+    _, stderr = run.communicate(timeout=120)
+    took = time.monotonic() - started
+    assert run.returncode == 1, stderr
+    watcher.assert_nothing_left()  # stop() must wake the stopped server to end it
+    records = {(r["label"], r["clients"]): r for r in only_result(tmp_path / "r")["records"]}
+    stalled = records["thrift", 2]
+    # Either its requests were counted as timeouts, or a timed-out request failed it.
+    assert stalled["timeouts"] > 0 or "timeout" in stalled["failure"], stalled
+    assert records["pipe", 2]["ok"] > 0 and records["pipe", 3]["ok"] > 0
+    assert took < 60, f"the run took {took:.0f} s after the server stopped"
+
+
+#: A workload that raises on every 100th computation, registered in the harness's process
+#: (the pipe system runs the workload there).
+FLAKY = """
+import itertools, sys
+from engines.workloads import REGISTRY
+from engines.workloads.echo import Echo
+
+calls = itertools.count(1)
+
+class Flaky(Echo):
+    def compute(self, batch):
+        if next(calls) % 100 == 50:
+            raise RuntimeError("injected failure")
+        return super().compute(batch)
+
+sys.modules["flaky_plugin"] = sys.modules[__name__]
+REGISTRY["flaky"] = "flaky_plugin:Flaky"
+"""
+
+
+def test_a_backend_failing_one_percent_is_counted_and_the_engine_keeps_serving(
+    write_scenario, tmp_path
+):
+    scenario = hello_scenario(
+        workload={"name": "flaky", "payload": "HelloWorld"},
+        systems=["pipe"],
+        load=short_load(4, 2, duration_s=1.2),
+    )
+    run = start_bench(
+        "run", str(write_scenario(scenario)), "--results-dir", str(tmp_path), prelude=FLAKY
+    )
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr  # errors are results, not a failed system
+    for record in only_result(tmp_path)["records"]:
+        assert record["failure"] is None
+        assert record["sent"] == record["ok"] + record["errors"] + record["timeouts"]
+        assert record["timeouts"] == 0
+        assert 0.005 <= record["errors"] / record["sent"] <= 0.02, record
+        assert record["first_error"] == "RuntimeError: injected failure"
+        assert record["ok"] > 1000  # served on after each failure, at both points
+        assert "errors" in record["invalid_reasons"]
