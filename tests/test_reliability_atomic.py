@@ -1,0 +1,79 @@
+"""Result files are replaced atomically: no reader and no crash ever sees half a JSON file.
+
+A writer process rewrites a large result file (alternating two documents) through
+``write_atomic`` as fast as it can, and is killed (SIGKILL: no cleanup at all) or
+interrupted (SIGINT: Python unwinds) at random moments, again and again. Meanwhile the test
+reads the file continuously. Every read, and every ``*.json`` left after each kill, must be
+one of the two complete documents. With a plain ``open(path, "w")`` the large write is
+caught half-way almost every time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+#: Two distinct documents of a few MB each, so one write takes tens of milliseconds.
+WRITER = """
+import sys
+from pathlib import Path
+from harness.results import write_atomic
+
+def document(tag):
+    records = [{"label": tag, "clients": n, "latency_ms": {"p50": n / 7}} for n in range(40000)]
+    return {"schema_version": 1, "complete": tag == "B", "records": records}
+
+path = Path(sys.argv[1])
+documents = [document("A"), document("B")]
+write_atomic(path, documents[0])
+print("ready", flush=True)
+while True:
+    for doc in documents:
+        write_atomic(path, doc)
+"""
+
+
+def read_complete(path: Path) -> str:
+    """The tag of the complete document at ``path`` (a partial one fails to parse)."""
+    document = json.loads(path.read_text())
+    assert len(document["records"]) == 40000
+    tags = {record["label"] for record in document["records"]}
+    assert len(tags) == 1
+    return tags.pop()
+
+
+def test_an_interrupted_writer_never_leaves_half_a_json(tmp_path):
+    path = tmp_path / "run.json"
+    rng = random.Random(6)
+    seen: set[str] = set()
+    reads = 0
+    for attempt in range(8):
+        killed_before = set(tmp_path.glob(".*.tmp"))  # SIGKILL leaves its temporary file
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        until = time.monotonic() + rng.uniform(0.2, 0.6)
+        while time.monotonic() < until:  # a reader racing the writer
+            seen.add(read_complete(path))
+            reads += 1
+        sig = signal.SIGKILL if attempt % 2 else signal.SIGINT
+        writer.send_signal(sig)
+        writer.wait(10)
+        writer.stdout.close()
+        for left in tmp_path.glob("*.json"):
+            seen.add(read_complete(left))
+        if sig == signal.SIGINT:  # unwound: its temporary file is removed too
+            assert set(tmp_path.glob(".*.tmp")) == killed_before, "SIGINT left a temporary file"
+    assert [p.name for p in tmp_path.glob("*.json")] == ["run.json"]
+    assert seen == {"A", "B"} and reads > 10  # the reads did race both documents
