@@ -87,6 +87,18 @@ def _select_systems(path: Path, scenario: Scenario, wanted: str | None) -> Scena
     return scenario.model_copy(update={"systems": chosen})
 
 
+def _check_unique_names(loaded: list[tuple[Path, Scenario]]) -> None:
+    """Result files are named after scenarios: two with one name would overwrite a result."""
+    first: dict[str, Path] = {}
+    for path, scenario in loaded:
+        if scenario.name in first:
+            raise InputError(
+                f"{path}: name: {scenario.name!r} is also the name of {first[scenario.name]} "
+                "(each scenario of a run needs its own name: it names the result file)"
+            )
+        first[scenario.name] = path
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -111,6 +123,7 @@ def run(
     """Start every system of each scenario, drive it, print the tables, save the results."""
     files = _scenario_files(scenarios)
     loaded = [(f, _select_systems(f, load_scenario(f), systems)) for f in files]
+    _check_unique_names(loaded)
     prepare_dir(results_dir)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     options = QUICK if quick else runner.RunOptions()
