@@ -14,7 +14,7 @@ import numpy as np
 
 from engines.pipe import Backend, Pipe, register_backend
 from engines.torchpipe.core import OmnibackClient, make_pipe, register_once, writable
-from harness.loadgen import run_closed_loop
+from harness.loadgen import Plan, Probe, ThreadHost, Timing, clock, drive
 
 
 def _echo(batch: Sequence[Any]) -> list[Any]:
@@ -108,17 +108,18 @@ def measure(case: dict[str, Any]) -> dict[str, float]:
         )
         clients = [OmnibackClient(pipe) for _ in range(case["clients"])]
     requests = [np.frombuffer(b"HelloWorld", np.uint8).copy() for _ in clients]
-    run_closed_loop(clients, requests, 0.0, case["warmup"])
-    cpu = time.process_time()
-    load = run_closed_loop(clients, requests, 0.0, case["seconds"])
-    cpu = time.process_time() - cpu
+    host = ThreadHost(clients, requests, Plan("closed", senders=len(clients), timeout_s=30))
+    # Three windows, no stability cut-off: both engines get the same measured time.
+    timing = Timing(case["warmup"], case["seconds"] / 3, max_windows=3, stability_pct=1e9)
+    run = drive([host], timing, 30, probe=lambda: Probe(clock(), time.process_time(), None))
     if case["engine"] == "pipe":
         pipe.close()
-    latency_ms = load.latencies_ns / 1e6
+    assert run.probe_start and run.probe_end
+    latency_ms = run.measured().ok_latencies() / 1e6
+    cpu = run.probe_end.client_cpu_s - run.probe_start.client_cpu_s
     return {
-        "qps": load.ok / load.duration_s,
+        "qps": run.qps,
         "p50": float(np.percentile(latency_ms, 50)),
         "p99": float(np.percentile(latency_ms, 99)),
-        "cpu_per_request": cpu / max(load.ok, 1),
-        "errors": load.errors,
+        "cpu_per_request": cpu / max(len(latency_ms), 1),
     }
