@@ -26,7 +26,7 @@ from harness.scenario import Scenario, load_scenario
 from harness.table import cell, markdown_table
 
 EXIT_INTERRUPTED = 130
-QUICK = runner.RunOptions(warmup_s=0.3, duration_s=1.0)
+QUICK = runner.RunOptions(warmup_s=0.3, duration_s=1.0, repeats=1, max_windows=4)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 err = Console(stderr=True)
@@ -44,8 +44,8 @@ class RichProgress(runner.Progress):
         self._progress = progress
         self._task: TaskID | None = None
 
-    def point_started(self, label: str, clients: int, seconds: float) -> None:
-        self._task = self._progress.add_task(f"{label} · {clients} clients", total=seconds)
+    def point_started(self, label: str, point: str, seconds: float) -> None:
+        self._task = self._progress.add_task(f"{label} · {point}", total=seconds)
 
     def tick(self, elapsed: float) -> None:
         if self._task is not None:
@@ -55,7 +55,7 @@ class RichProgress(runner.Progress):
         if self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
-        self._progress.console.print(f"  {record.label} · {record.clients} clients: {cell(record)}")
+        self._progress.console.print(f"  {record.label} · {record.point_name}: {cell(record)}")
 
     def message(self, text: str) -> None:
         self._progress.console.print(text)
@@ -107,7 +107,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def run(
     scenarios: Annotated[list[Path], typer.Argument(help="Scenario files or folders of them.")],
     quick: Annotated[
-        bool, typer.Option(help="Short windows (0.3 s warm-up, 1 s measured).")
+        bool, typer.Option(help="A smoke run: 0.3 s warm-up, 1 s measured, 1 repeat.")
     ] = False,
     systems: Annotated[
         str | None, typer.Option(help="Comma-separated systems (names or labels) to run.")

@@ -105,6 +105,8 @@ class Run:
     first_error: str | None = None
     probe_start: Probe | None = None
     probe_end: Probe | None = None
+    #: What an external load generator reported itself (kept to cross-check ours).
+    reported: dict[str, float] | None = None
 
     @property
     def measured_bounds(self) -> tuple[int, int]:
@@ -144,19 +146,25 @@ class Recorder:
         self.first_error: str | None = None
         self._read = 0
 
-    def send(self, call: Callable[[Any], Any], request: Any, since_ns: int) -> None:
-        """Make one call (its start is already recorded) and record how it ended."""
+    def send(self, call: Callable[[Any], Any], request: Any, due_ns: int, sent_ns: int) -> None:
+        """Make one call (its start is already recorded) and record how it ended.
+
+        The deadline runs from ``due_ns`` (the scheduled send in open loop): a reply after
+        it is a timeout. An exception is a timeout if it is one, or if it came after the
+        client had waited its own timeout since the actual send (``sent_ns``), which is how
+        client libraries' own timeout errors look; any other exception is an error.
+        """
         self.calls += 1
         try:
             call(request)
         except Exception as exc:
-            took = clock() - since_ns
-            expired = isinstance(exc, TimeoutError) or took >= self.timeout_ns
-            self.finish(took, TIMEOUT if expired else ERROR)
+            now = clock()
+            expired = isinstance(exc, TimeoutError) or now - sent_ns >= self.timeout_ns
+            self.finish(now - due_ns, TIMEOUT if expired else ERROR)
             if self.first_error is None:
                 self.first_error = f"{type(exc).__name__}: {exc}"
             return
-        took = clock() - since_ns
+        took = clock() - due_ns
         self.finish(took, OK if took < self.timeout_ns else TIMEOUT)
 
     def finish(self, latency_ns: int, outcome: int) -> None:
@@ -202,7 +210,7 @@ def _closed_worker(call: Callable[[Any], Any], request: Any, rec: Recorder, ctl:
     _sleep_until(ctl.t0_ns)
     while (sent := clock()) < ctl.end_ns:
         starts.append(sent)
-        send(call, request, sent)
+        send(call, request, sent, sent)
 
 
 def _open_worker(
@@ -226,7 +234,7 @@ def _open_worker(
         if late >= rec.timeout_ns:  # its deadline passed before a sender was free
             rec.finish(late, TIMEOUT)
         else:
-            send(call, request, due)
+            send(call, request, due, clock())
 
 
 class Schedule:

@@ -22,12 +22,12 @@ import psutil
 from engines.workloads import Workload, create_workload
 from harness.equivalence import check_equivalent
 from harness.errors import BenchError, SystemFailure
-from harness.loadgen import Host, ProcessHost, Run, ThreadHost, Timing, drive, plans
+from harness.loadgen import Host, ProcessHost, Run, ThreadHost, Timing, clock, drive, plans
 from harness.loadgen import Probe as LoadProbe
 from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
 from harness.scenario import Load, Scenario, SystemSpec
 from harness.stats import CANCELLED, ERROR, OK, TIMEOUT, Samples, latency_summary_ms, median_ci95
-from harness.system import System, create_system
+from harness.system import Client, LoadGenerator, System, create_system
 
 READY_TIMEOUT_S = 120.0
 #: Fewer replies than this (all repeats together) cannot support a p99: the row is "short".
@@ -96,8 +96,6 @@ def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], LoadP
     """Readings at each window boundary: client and server CPU so far, server counters."""
 
     def probe() -> LoadProbe:
-        from harness.loadgen import clock
-
         server = system.server_pids()
         return LoadProbe(
             t_ns=clock(),
@@ -136,9 +134,10 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
     )
     if factory is None:
         plan = host_plans[0]
-        clients = []
+        clients: list[Client] = []
         try:
-            clients = [system.client() for _ in range(plan.senders)]
+            while len(clients) < plan.senders:
+                clients.append(system.client())
         except BaseException:
             for client in clients:
                 client.close()
@@ -157,6 +156,7 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
 
 def measure_repeat(
     system: System,
+    own: LoadGenerator | None,
     workload: Workload,
     load: Load,
     point: float,
@@ -164,7 +164,6 @@ def measure_repeat(
     on_tick: Callable[[float], None] | None = None,
 ) -> Run:
     timing = timing_of(load)
-    own = system.load_generator()
     if own is not None:
         return own.run(point, timing, make_probe(system, []))
     hosts = _hosts(system, workload, load, point, seed)
@@ -211,7 +210,7 @@ def summarize(
             server_known = False
         else:
             cpu_server += end.server_cpu_s - start.server_cpu_s
-    return PointRecord(
+    record = PointRecord(
         system=spec.name,
         label=spec.column,
         clients=int(point) if load.mode == "closed" else None,
@@ -235,6 +234,10 @@ def summarize(
         first_error=next((run.first_error for run in runs if run.first_error), None),
         server_stats=system.stats(),
     )
+    reports = [run.reported for run in runs if run.reported]
+    if reports:
+        record.server_stats["load_generator_reports"] = reports
+    return record
 
 
 def judge(record: PointRecord, load: Load, ceiling: float | None) -> PointRecord:
@@ -258,6 +261,7 @@ def judge(record: PointRecord, load: Load, ceiling: float | None) -> PointRecord
 
 def measure_point(
     system: System,
+    own: LoadGenerator | None,
     spec: SystemSpec,
     workload: Workload,
     load: Load,
@@ -272,16 +276,16 @@ def measure_point(
             if on_tick:
                 on_tick(before + elapsed)
 
-        run = measure_repeat(system, workload, load, point, repeat, tick)
+        run = measure_repeat(system, own, workload, load, point, repeat, tick)
         done += (run.boundaries_ns[-1] - run.boundaries_ns[0]) / 1e9 + load.warmup_s
         runs.append(run)
     record = summarize(system, spec, load, point, runs)
-    own = system.load_generator()
-    record.client_processes = client_processes(system, load, point)
     if own is not None:
+        record.client_processes = 1
         record.load_generator = getattr(own, "name", type(own).__name__)
-    elif record.client_processes > 1:
-        record.load_generator = "processes"
+    else:
+        record.client_processes = client_processes(system, load, point)
+        record.load_generator = "processes" if record.client_processes > 1 else "threads"
     return record
 
 
@@ -293,8 +297,10 @@ class Ceilings:
         self._progress = progress
         self._found: dict[tuple[int, int], float] = {}
 
-    def of(self, system: System, load: Load, point: float) -> float | None:
-        if system.load_generator() is not None or system.spec.name == "null":
+    def of(
+        self, system: System, own: LoadGenerator | None, load: Load, point: float
+    ) -> float | None:
+        if own is not None or system.spec.name == "null":
             return None  # another load generator, or the ceiling itself
         key = (client_processes(system, load, point), senders_of(load, point))
         if key not in self._found:
@@ -370,11 +376,12 @@ def run_system(
         system.start()
         system.ready(READY_TIMEOUT_S)
         check_equivalent(system, spec, workload)
+        own = system.load_generator()
         for point in load.points:
-            ceiling = ceilings.of(system, load, point)
+            ceiling = ceilings.of(system, own, load, point)
             blank = _unmeasured(spec, load, point, reason="")
             progress.point_started(spec.column, blank.point_name, seconds)
-            record = measure_point(system, spec, workload, load, point, progress.tick)
+            record = measure_point(system, own, spec, workload, load, point, progress.tick)
             records.append(judge(record, load, ceiling))
             try:
                 system.check_alive()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from engines.pipe.system import PipeOptions, node_config
@@ -49,9 +51,15 @@ class ThriftSystem(System):
         return match is not None
 
     def client(self) -> ThriftClient:
+        return self.client_factory()()
+
+    def client_factory(self) -> Callable[[], ThriftClient]:
         if self._port is None:
             raise SystemFailure(f"{self.spec.column}: not ready")
-        return ThriftClient(self._port, self.scenario.load.request_timeout_s)
+        return functools.partial(ThriftClient, self._port, self.scenario.load.request_timeout_s)
+
+    def server_pids(self) -> list[int]:
+        return [self._process.pid] if self._process is not None else []
 
     def stats(self) -> dict[str, Any]:
         if self._port is None or not self._require_process().alive():

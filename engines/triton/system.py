@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from engines.triton.client import TritonClient
+from engines.triton.http_client import LeanHttpClient
+from engines.triton.perf_analyzer import PerfAnalyzer
 from engines.triton.server import TritonServer
 from engines.workloads import create_workload
 from harness.errors import SystemFailure
@@ -21,6 +25,25 @@ class TritonOptions(BaseModel):
     protocol: Literal["http", "grpc"] = "http"
     #: Path to a tritonserver binary of your own; default: the one in nvidia-pytriton.
     binary: str | None = None
+    #: The load generator's client: ``lean`` (HTTP only, the default there: the same
+    #: protocol with prepared bytes on one socket, engines/triton/http_client.py),
+    #: ``tritonclient`` (the official Python library, the default for gRPC; it costs
+    #: more client CPU than Triton spends serving echo) or ``perf_analyzer`` (Triton's
+    #: own C++ load generator, engines/triton/perf_analyzer.py).
+    client: Literal["lean", "tritonclient", "perf_analyzer"] = "lean"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_for_protocol(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "client" not in data and data.get("protocol") == "grpc":
+            return {**data, "client": "tritonclient"}
+        return data
+
+    @model_validator(mode="after")
+    def _lean_is_http(self) -> TritonOptions:
+        if self.client == "lean" and self.protocol != "http":
+            raise ValueError("client lean speaks HTTP only: use protocol http")
+        return self
 
     @field_validator("binary")
     @classmethod
@@ -31,7 +54,7 @@ class TritonOptions(BaseModel):
 
 
 class TritonSystem(System):
-    """``triton``: the workload in Triton's Python backend, driven by tritonclient."""
+    """``triton``: the workload in Triton's Python backend, driven over HTTP or gRPC."""
 
     Options = TritonOptions
     options: TritonOptions
@@ -57,14 +80,42 @@ class TritonSystem(System):
         finally:
             probe.close()
 
-    def client(self) -> TritonClient:
-        server = self._require_server()
-        return TritonClient(
-            self.options.protocol,
+    def client(self) -> TritonClient | LeanHttpClient:
+        return self.client_factory()()
+
+    def client_factory(self) -> Callable[[], TritonClient | LeanHttpClient]:
+        server, timeout = self._require_server(), self.scenario.load.request_timeout_s
+        if self.options.client == "lean":
+            return functools.partial(LeanHttpClient, self._url(), server.model_name, timeout)
+        protocol = self.options.protocol
+        return functools.partial(TritonClient, protocol, self._url(), server.model_name, timeout)
+
+    def load_generator(self) -> PerfAnalyzer | None:
+        if self.options.client != "perf_analyzer":
+            return None
+        load, workload = self.scenario.load, self.scenario.workload
+        return PerfAnalyzer(
             self._url(),
-            server.model_name,
-            self.scenario.load.request_timeout_s,
+            self.options.protocol,
+            self._require_server().model_name,
+            create_workload(workload.name, workload.options).make_request(),
+            load.mode,
+            load.arrival,
+            load.max_outstanding,
+            load.request_timeout_s,
         )
+
+    def server_pids(self) -> list[int]:
+        return [self._server.process.pid] if self._server is not None else []
+
+    def batch_sizes(self, stats: dict[str, Any]) -> dict[int, int]:
+        """Executions per batch size, from ``v2/models/<m>/stats`` (``batch_stats``)."""
+        found: dict[int, int] = {}
+        for model in stats.get("model_stats", []):
+            for entry in model.get("batch_stats", []):
+                size = int(entry["batch_size"])
+                found[size] = found.get(size, 0) + int(entry["compute_infer"]["count"])
+        return found
 
     def stats(self) -> dict[str, Any]:
         server = self._server
