@@ -5,7 +5,6 @@ Exit codes: 0 all systems measured, 1 a system failed, 2 bad input, 130 interrup
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from datetime import datetime
@@ -185,8 +184,7 @@ def compare(
     verdicts = comparison.compare_paths(baseline, current, limit, normalize_to)
     print(comparison.markdown(verdicts, limit, normalize_to))
     if json_out:
-        entries = comparison.benchmark_json(verdicts, normalize_to)
-        json_out.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+        comparison.write_benchmark_json(json_out, verdicts, normalize_to)
     if comparison.has_regression(verdicts):
         raise typer.Exit(1)
 

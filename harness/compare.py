@@ -11,6 +11,7 @@ the same run, so that runs from different machines compare as ratios (pipe / thr
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -285,6 +286,14 @@ def benchmark_json(verdicts: list[Verdict], normalize_to: str | None) -> list[di
             entry["range"] = f"± {statistics.stdev(v.current.repeats):.6g}"
         entries.append(entry)
     return entries
+
+
+def write_benchmark_json(path: Path, verdicts: list[Verdict], normalize_to: str | None) -> None:
+    entries = benchmark_json(verdicts, normalize_to)
+    try:
+        path.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def has_regression(verdicts: list[Verdict]) -> bool:

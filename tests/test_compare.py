@@ -202,3 +202,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in done.stderr
     done = bench("compare", str(source), str(source), "--normalize-to", "nosuch")
     assert done.returncode == 2 and "--normalize-to" in done.stderr
+    unwritable = tmp_path / "no" / "such" / "dir.json"
+    done = bench("compare", str(source), str(source), "--json-out", str(unwritable))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {unwritable}: cannot write: No such file or directory"
