@@ -34,6 +34,13 @@ orientation only; what must carry over are the seed's **conclusions**, each chec
 numbers below (✓ holds, ✗ does not, ○ not measured: its scenario has no results yet).
 A ⚠ beside one of our numbers means that point is doubtful (see its scenario page).
 """
+LOCAL_VS_RPC = """## Local function vs RPC
+
+The seed measures the pure RPC services first (servers that return prepared data without
+computing) as the base of every comparison: when pure RPC throughput is an order of magnitude
+above the compute backend's, RPC barely matters; otherwise it can dominate. Our pure-RPC
+columns are `thrift` and `triton-rpc`; the resnet50 section checks that claim on our numbers.
+"""
 
 
 def _format(value: float, metric: Metric) -> str:
@@ -96,6 +103,7 @@ def seed_page(results: Results) -> str:
         f"✓ {tally['pass']} hold · ✗ {tally['fail']} fail · ○ {tally['not measured']} not measured",
         "",
     ]
+    lines.append(LOCAL_VS_RPC)
     section = title = None
     for table in TABLES:
         if table.section != section:
