@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 def test_a_killed_server_fails_its_points_and_keeps_the_other_systems(
     system, server, write_scenario, tmp_path
 ):
-    scenario = hello_scenario(systems=[system, "pipe"], load=short_load(2, 3, duration_s=3))
+    scenario = hello_scenario(systems=[system, "pipe"], load=short_load(2, duration_s=3))
     run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
     watcher = RunWatcher(run.pid)
     victim = wait_for_child(run.pid, server)
@@ -50,10 +50,7 @@ def test_a_killed_server_fails_its_points_and_keeps_the_other_systems(
     records = {(r["label"], r["clients"]): r for r in only_result(tmp_path / "r")["records"]}
     died = f"{system}: server exited with code -9; last lines of its log:"
     assert records[system, 2]["failure"].startswith(died)
-    assert records[system, 3]["failure"].startswith(died)  # never measured: same reason
-    for clients in (2, 3):
-        assert records["pipe", clients]["failure"] is None
-        assert records["pipe", clients]["ok"] > 0
+    assert records["pipe", 2]["failure"] is None and records["pipe", 2]["ok"] > 0
 
 
 @pytest.mark.parametrize(
@@ -89,8 +86,8 @@ def test_a_stopped_server_times_out_at_the_request_deadline(name, options, make_
 
 
 def test_a_stopped_server_ends_the_run_instead_of_hanging(write_scenario, tmp_path):
-    load = {**short_load(2, 3, duration_s=3), "request_timeout_s": 1.0}
-    scenario = hello_scenario(systems=["thrift", "pipe"], load=load)
+    load = {**short_load(2, duration_s=3), "request_timeout_s": 1.0}
+    scenario = hello_scenario(systems=["thrift"], load=load)
     run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
     watcher = RunWatcher(run.pid)
     server = wait_for_child(run.pid, THRIFT)
@@ -101,12 +98,10 @@ def test_a_stopped_server_ends_the_run_instead_of_hanging(write_scenario, tmp_pa
     took = time.monotonic() - started
     assert run.returncode == 1, stderr
     watcher.assert_nothing_left()  # stop() must wake the stopped server to end it
-    records = {(r["label"], r["clients"]): r for r in only_result(tmp_path / "r")["records"]}
-    stalled = records["thrift", 2]
+    (stalled,) = only_result(tmp_path / "r")["records"]
     # Either its requests were counted as timeouts, or a timed-out request failed it.
     assert stalled["timeouts"] > 0 or "timeout" in stalled["failure"], stalled
-    assert records["pipe", 2]["ok"] > 0 and records["pipe", 3]["ok"] > 0
-    assert took < 60, f"the run took {took:.0f} s after the server stopped"
+    assert took < 30, f"the run took {took:.0f} s after the server stopped"
 
 
 #: A workload that raises on every 100th computation, registered in the harness's process

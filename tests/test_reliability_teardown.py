@@ -10,8 +10,11 @@ is SIGKILLed, and one system raises mid-run.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
+import psutil
 import pytest
 
 from tests.cli_helpers import (
@@ -19,11 +22,12 @@ from tests.cli_helpers import (
     THRIFT,
     TRITON,
     RunWatcher,
+    alive,
     only_result,
     start_bench,
     wait_for_child,
 )
-from tests.conftest import hello_scenario
+from tests.conftest import ROOT, hello_scenario
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 TWO_STUBS = {"instances": 2, "batching_timeout_ms": 0, "max_batch": 1}
@@ -152,3 +156,33 @@ def test_a_killed_harness_takes_its_servers_with_it(
 def _wait_for_measuring() -> None:
     """Once the servers are up, give the run time to pass its check and load them."""
     time.sleep(1.0)
+
+
+#: Starts a server from a worker thread that then ends, and reports the server's PID.
+SERVER_FROM_A_THREAD = """
+import threading, time
+from harness.process import ServerProcess
+
+started = []
+worker = threading.Thread(target=lambda: started.append(ServerProcess("sleeper", ["sleep", "300"])))
+worker.start()
+worker.join()
+print(started[0].pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_server_started_from_a_thread_outlives_the_thread_not_the_harness():
+    """PR_SET_PDEATHSIG fires when the starting *thread* ends: it must not kill a server
+    started from a worker thread, while the watchdog still covers a killed harness."""
+    harness = subprocess.Popen(
+        [sys.executable, "-c", SERVER_FROM_A_THREAD], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert harness.stdout is not None
+    server = psutil.Process(int(harness.stdout.readline()))
+    time.sleep(0.5)
+    assert alive(server), "the server died with the thread that started it"
+    harness.kill()
+    harness.wait(10)
+    harness.stdout.close()
+    server.wait(5)  # raises psutil.TimeoutExpired if it is still running
