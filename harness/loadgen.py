@@ -385,6 +385,7 @@ class ProcessHost:
         )
         self._process.start()
         child.close()
+        self._finished = False
 
     def wait_ready(self) -> None:
         self._expect("ready", self.SPAWN_TIMEOUT_S)
@@ -414,12 +415,17 @@ class ProcessHost:
 
     def finish(self, deadline_ns: int) -> tuple[Samples, int, str | None]:
         self._conn.send(("finish", deadline_ns))
-        return self._expect("finished", (deadline_ns - clock()) / 1e9 + 10.0)
+        found = self._expect("finished", (deadline_ns - clock()) / 1e9 + 10.0)
+        self._finished = True
+        return found
 
     def pids(self) -> list[int]:
         return [self._process.pid] if self._process.pid else []
 
     def close(self) -> None:
+        """After ``finish`` the process exits by itself; otherwise (an aborted run) stop it."""
+        if not self._finished:
+            self._process.terminate()
         self._process.join(5.0)
         if self._process.is_alive():
             self._process.kill()
@@ -529,13 +535,3 @@ def drive(
         run.probe_start = probes[-STABLE_SET - 1 :][0]
         run.probe_end = probes[-1]
     return run
-
-
-def expected_seconds(timing: Timing) -> float:
-    """How long :func:`drive` takes when the first three windows are already stable."""
-    return timing.warmup_s + STABLE_SET * timing.window_s
-
-
-def window_length(duration_s: float) -> float:
-    """Windows are a third of the measured duration: the stable set spans ``duration_s``."""
-    return duration_s / STABLE_SET

@@ -26,7 +26,16 @@ from harness.loadgen import Host, ProcessHost, Run, ThreadHost, Timing, clock, d
 from harness.loadgen import Probe as LoadProbe
 from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
 from harness.scenario import Load, Scenario, SystemSpec
-from harness.stats import CANCELLED, ERROR, OK, TIMEOUT, Samples, latency_summary_ms, median_ci95
+from harness.stats import (
+    CANCELLED,
+    ERROR,
+    OK,
+    STABLE_SET,
+    TIMEOUT,
+    Samples,
+    latency_summary_ms,
+    median_ci95,
+)
 from harness.system import Client, LoadGenerator, System, create_system
 
 READY_TIMEOUT_S = 120.0
@@ -57,7 +66,7 @@ class RunOptions:
 def timing_of(load: Load) -> Timing:
     return Timing(
         warmup_s=load.warmup_s,
-        window_s=load.duration_s / 3,
+        window_s=load.duration_s / STABLE_SET,
         max_windows=load.max_windows,
         stability_pct=load.stability_pct,
     )

@@ -64,7 +64,11 @@ class LeanHttpClient:
     def _prepare(self, request: np.ndarray) -> None:
         batch = np.ascontiguousarray(request[None, ...])
         datatype = np_to_triton_dtype(batch.dtype)
-        data = serialize_byte_tensor(batch).tobytes() if datatype == "BYTES" else batch.tobytes()
+        if datatype == "BYTES":  # 4-byte length + bytes per element, as tritonclient sends
+            serialized = serialize_byte_tensor(batch)
+            data = serialized.item() if serialized.size else b""
+        else:
+            data = batch.tobytes()
         header = json.dumps(
             {
                 "inputs": [
