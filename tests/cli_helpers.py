@@ -49,6 +49,18 @@ def start_bench(*args: str, prelude: str = "") -> subprocess.Popen[str]:
     )
 
 
+def read_until(run: subprocess.Popen[str], text: str) -> str:
+    """Read the run's stderr up to the first line containing ``text`` (e.g. ``client
+    ceiling``, printed just before a system's first point is measured); what was read."""
+    assert run.stderr is not None
+    seen = []
+    for line in run.stderr:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"the run ended without printing {text!r}:\n{''.join(seen)}")
+
+
 def descendants_alive(pid: int) -> list[int]:
     try:
         return [p.pid for p in psutil.Process(pid).children(recursive=True)]

@@ -22,6 +22,7 @@ from tests.cli_helpers import (
     TRITON,
     RunWatcher,
     only_result,
+    read_until,
     start_bench,
     wait_for_child,
 )
@@ -41,9 +42,11 @@ def test_a_killed_server_fails_its_points_and_keeps_the_other_systems(
     victim = wait_for_child(run.pid, server)
     if server == TRITON:
         wait_for_child(run.pid, STUB)
-    time.sleep(1.5)  # past the check request, inside the first point
+    before = read_until(run, "client ceiling")  # printed as its first point begins
+    time.sleep(1.0)
     victim.kill()
-    _, stderr = run.communicate(timeout=120)
+    _, after = run.communicate(timeout=120)
+    stderr = before + after
     assert run.returncode == 1, stderr
     assert "Traceback" not in stderr
     watcher.assert_nothing_left()  # incl. Triton's stub, orphaned by the kill
@@ -91,7 +94,8 @@ def test_a_stopped_server_ends_the_run_instead_of_hanging(write_scenario, tmp_pa
     run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
     watcher = RunWatcher(run.pid)
     server = wait_for_child(run.pid, THRIFT)
-    time.sleep(1.5)
+    read_until(run, "client ceiling")  # printed as its first point begins
+    time.sleep(0.5)
     server.suspend()
     started = time.monotonic()
     _, stderr = run.communicate(timeout=120)
