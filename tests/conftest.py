@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,25 @@ def no_leaks() -> Iterator[None]:
         os.kill(process.pid, signal.SIGKILL)
     assert not left, f"server processes left running: {[p.pid for p in left]}"
     assert set(pipebench_shm()) <= shm_before, "shared-memory regions left in /dev/shm"
+
+
+@pytest.fixture
+def bench_run() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``bench`` in the background (see ``tests.cli_helpers.start_bench``); a run the
+    test did not see to its end (it failed first) is killed, and its watchdogs clean up."""
+    from tests.cli_helpers import start_bench
+
+    runs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, prelude: str = "") -> subprocess.Popen[str]:
+        runs.append(start_bench(*args, prelude=prelude))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        if run.poll() is None:
+            run.kill()
+        run.wait()
+        for stream in (run.stdout, run.stderr):
+            if stream:
+                stream.close()

@@ -61,18 +61,23 @@ def test_an_interrupted_writer_never_leaves_half_a_json(tmp_path):
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
-        # Read while the writer works, until it has replaced the document at least once
-        # (a reader racing the writer), then stop it at a random moment of the next writes.
-        first, until = read_complete(path), time.monotonic() + 20
-        while read_complete(path) == first and time.monotonic() < until:
-            pass
-        replaced += read_complete(path) != first
-        time.sleep(rng.uniform(0.0, 0.3))
-        sig = signal.SIGKILL if attempt % 2 else signal.SIGINT
-        writer.send_signal(sig)
-        writer.wait(10)
-        writer.stdout.close()
+        try:
+            assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+            # Read while the writer works, until it has replaced the document at least once
+            # (a reader racing the writer), then stop it at a random moment of the next ones.
+            first, until = read_complete(path), time.monotonic() + 20
+            while read_complete(path) == first and time.monotonic() < until:
+                pass
+            replaced += read_complete(path) != first
+            time.sleep(rng.uniform(0.0, 0.3))
+            sig = signal.SIGKILL if attempt % 2 else signal.SIGINT
+            writer.send_signal(sig)
+            writer.wait(10)
+        finally:
+            writer.kill()  # a failed read must not leave the writer running
+            writer.wait()
+            if writer.stdout:
+                writer.stdout.close()
         for left in tmp_path.glob("*.json"):
             read_complete(left)
         if sig == signal.SIGINT:  # unwound: its temporary file is removed too

@@ -23,7 +23,6 @@ from tests.cli_helpers import (
     RunWatcher,
     only_result,
     read_until,
-    start_bench,
     wait_for_child,
 )
 from tests.conftest import hello_scenario
@@ -34,10 +33,10 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 
 @pytest.mark.parametrize(("system", "server"), [("pipe+thrift", THRIFT), ("triton", TRITON)])
 def test_a_killed_server_fails_its_points_and_keeps_the_other_systems(
-    system, server, write_scenario, tmp_path
+    system, server, write_scenario, tmp_path, bench_run
 ):
     scenario = hello_scenario(systems=[system, "pipe"], load=short_load(2, duration_s=3))
-    run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
+    run = bench_run("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
     watcher = RunWatcher(run.pid)
     victim = wait_for_child(run.pid, server)
     if server == TRITON:
@@ -88,10 +87,10 @@ def test_a_stopped_server_times_out_at_the_request_deadline(name, options, make_
     assert deadline_s * 0.95 <= took <= deadline_s + 1.0, f"{took:.2f} s: {raised.value!r}"
 
 
-def test_a_stopped_server_ends_the_run_instead_of_hanging(write_scenario, tmp_path):
+def test_a_stopped_server_ends_the_run_instead_of_hanging(write_scenario, tmp_path, bench_run):
     load = {**short_load(2, duration_s=3), "request_timeout_s": 1.0}
     scenario = hello_scenario(systems=["thrift"], load=load)
-    run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
+    run = bench_run("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path / "r"))
     watcher = RunWatcher(run.pid)
     server = wait_for_child(run.pid, THRIFT)
     read_until(run, "client ceiling")  # printed as its first point begins
@@ -129,14 +128,14 @@ REGISTRY["flaky"] = "flaky_plugin:Flaky"
 
 
 def test_a_backend_failing_one_percent_is_counted_and_the_engine_keeps_serving(
-    write_scenario, tmp_path
+    write_scenario, tmp_path, bench_run
 ):
     scenario = hello_scenario(
         workload={"name": "flaky", "payload": "HelloWorld"},
         systems=["pipe"],
         load=short_load(4, 2, duration_s=1.2),
     )
-    run = start_bench(
+    run = bench_run(
         "run", str(write_scenario(scenario)), "--results-dir", str(tmp_path), prelude=FLAKY
     )
     _, stderr = run.communicate(timeout=120)

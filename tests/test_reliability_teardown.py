@@ -25,7 +25,6 @@ from tests.cli_helpers import (
     alive,
     only_result,
     read_until,
-    start_bench,
     wait_for_child,
 )
 from tests.conftest import ROOT, hello_scenario
@@ -45,12 +44,12 @@ def short_load(*clients: int, duration_s: float = 0.6) -> dict:
     }
 
 
-def test_normal_end_leaves_nothing(write_scenario, tmp_path):
+def test_normal_end_leaves_nothing(write_scenario, tmp_path, bench_run):
     scenario = hello_scenario(
         systems=["pipe+thrift", "triton"], serving=TWO_STUBS, load=short_load(2)
     )
     path = write_scenario(scenario)
-    run = start_bench("run", str(path), "--results-dir", str(tmp_path / "r"))
+    run = bench_run("run", str(path), "--results-dir", str(tmp_path / "r"))
     watcher = RunWatcher(run.pid)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 0, stderr
@@ -75,7 +74,9 @@ REGISTRY["exploding"] = "exploding_plugin:Exploding"
 """
 
 
-def test_an_exception_in_one_system_stops_it_and_keeps_the_others(write_scenario, tmp_path):
+def test_an_exception_in_one_system_stops_it_and_keeps_the_others(
+    write_scenario, tmp_path, bench_run
+):
     fake_triton = tmp_path / "tritonserver"  # starts a child (like a stub), then fails
     fake_triton.write_text("#!/bin/sh\nsleep 300 &\necho 'no model here' >&2\nsleep 1\nexit 3\n")
     fake_triton.chmod(0o755)
@@ -88,7 +89,7 @@ def test_an_exception_in_one_system_stops_it_and_keeps_the_others(write_scenario
         load=short_load(1, 2),
     )
     path = write_scenario(scenario)
-    run = start_bench("run", str(path), "--results-dir", str(tmp_path / "r"), prelude=EXPLODING)
+    run = bench_run("run", str(path), "--results-dir", str(tmp_path / "r"), prelude=EXPLODING)
     watcher = RunWatcher(run.pid)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 1, stderr
@@ -107,7 +108,7 @@ def test_an_exception_in_one_system_stops_it_and_keeps_the_others(write_scenario
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_during_triton_stops_its_stubs_and_keeps_earlier_systems(
-    sig, write_scenario, tmp_path
+    sig, write_scenario, tmp_path, bench_run
 ):
     # Two 2 s points per system: the signal lands while triton starts or measures.
     scenario = hello_scenario(
@@ -116,7 +117,7 @@ def test_interrupt_during_triton_stops_its_stubs_and_keeps_earlier_systems(
         load=short_load(1, 2, duration_s=2),
     )
     path = write_scenario(scenario)
-    run = start_bench("run", str(path), "--results-dir", str(tmp_path / "r"))
+    run = bench_run("run", str(path), "--results-dir", str(tmp_path / "r"))
     watcher = RunWatcher(run.pid)
     before = read_until(run, "starting triton")
     wait_for_child(run.pid, STUB, count=2)
@@ -139,12 +140,12 @@ def test_interrupt_during_triton_stops_its_stubs_and_keeps_earlier_systems(
     [("pipe+thrift", THRIFT, 0), ("triton", TRITON, 2)],
 )
 def test_a_killed_harness_takes_its_servers_with_it(
-    system, server, helpers, write_scenario, tmp_path
+    system, server, helpers, write_scenario, tmp_path, bench_run
 ):
     scenario = hello_scenario(
         systems=[system], serving=TWO_STUBS, load=short_load(2, duration_s=30)
     )
-    run = start_bench("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path))
+    run = bench_run("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path))
     watcher = RunWatcher(run.pid)
     wait_for_child(run.pid, server)
     if helpers:
@@ -182,10 +183,12 @@ def test_a_server_started_from_a_thread_outlives_the_thread_not_the_harness():
         [sys.executable, "-c", SERVER_FROM_A_THREAD], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     assert harness.stdout is not None
-    server = psutil.Process(int(harness.stdout.readline()))
-    time.sleep(0.5)
-    assert alive(server), "the server died with the thread that started it"
-    harness.kill()
-    harness.wait(10)
-    harness.stdout.close()
+    try:
+        server = psutil.Process(int(harness.stdout.readline()))
+        time.sleep(0.5)
+        assert alive(server), "the server died with the thread that started it"
+    finally:
+        harness.kill()
+        harness.wait(10)
+        harness.stdout.close()
     server.wait(5)  # raises psutil.TimeoutExpired if it is still running
