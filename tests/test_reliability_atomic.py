@@ -65,10 +65,11 @@ def test_an_interrupted_writer_never_leaves_half_a_json(tmp_path):
             assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
             # Read while the writer works, until it has replaced the document at least once
             # (a reader racing the writer), then stop it at a random moment of the next ones.
-            first, until = read_complete(path), time.monotonic() + 20
-            while read_complete(path) == first and time.monotonic() < until:
-                pass
-            replaced += read_complete(path) != first
+            first = current = read_complete(path)
+            until = time.monotonic() + 20
+            while current == first and time.monotonic() < until:
+                current = read_complete(path)
+            replaced += current != first
             time.sleep(rng.uniform(0.0, 0.3))
             sig = signal.SIGKILL if attempt % 2 else signal.SIGINT
             writer.send_signal(sig)
