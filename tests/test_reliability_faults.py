@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +78,7 @@ def test_a_stopped_server_times_out_at_the_request_deadline(name, options, make_
         (server,) = system.server_pids()
         os.kill(server, signal.SIGSTOP)
         try:
+            _wait_until_stopped(server)
             started = time.monotonic()
             with pytest.raises(Exception) as raised:  # each client raises its own type
                 client.call(request)
@@ -85,6 +87,20 @@ def test_a_stopped_server_times_out_at_the_request_deadline(name, options, make_
             os.kill(server, signal.SIGCONT)
             client.close()
     assert deadline_s * 0.95 <= took <= deadline_s + 1.0, f"{took:.2f} s: {raised.value!r}"
+
+
+def _wait_until_stopped(pid: int) -> None:
+    """SIGSTOP takes effect as each thread next runs: on a busy machine, not at once."""
+    deadline = time.monotonic() + 5
+    while True:
+        states = [
+            stat.read_text().rsplit(")", 1)[1].split()[0]
+            for stat in Path(f"/proc/{pid}/task").glob("*/stat")
+        ]
+        if all(state in "tT" for state in states):
+            return
+        assert time.monotonic() < deadline, f"the server did not stop: {states}"
+        time.sleep(0.01)
 
 
 def test_a_stopped_server_ends_the_run_instead_of_hanging(write_scenario, tmp_path, bench_run):
