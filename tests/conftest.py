@@ -16,7 +16,12 @@ import yaml
 from harness.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_MARKERS = ("tritonserver", "triton_python_backend_stub", "engines.thrift.server")
+SERVER_MARKERS = (
+    "tritonserver",
+    "triton_python_backend_stub",
+    "engines.thrift.server",
+    "harness/watchdog.py",
+)
 
 
 def hello_scenario(**overrides: Any) -> dict[str, Any]:
