@@ -9,6 +9,8 @@ question cheaply (no import) so a scenario naming an unusable runtime is rejecte
 from __future__ import annotations
 
 import fcntl
+import functools
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from engines.workloads import onnx_graph, resnet_arch
 from engines.workloads.onnx_graph import INPUT_NAME, OUTPUT_NAME, build_onnx
 from engines.workloads.resnet_arch import (
     BN_EPS,
@@ -95,10 +98,18 @@ def cached_file(name: str, make: Callable[[], bytes]) -> Path:
     return path
 
 
+@functools.cache
+def graph_version() -> str:
+    """A digest of the code that defines the network: a changed one never reads old files."""
+    sources = (resnet_arch.__file__, onnx_graph.__file__)
+    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in sources)).hexdigest()[:12]
+
+
 def onnx_model(depth: int, seed: int) -> Path:
     onnx = require("onnx", "onnxruntime")
     return cached_file(
-        f"resnet{depth}-seed{seed}.onnx", lambda: build_onnx(onnx, depth, make_weights(depth, seed))
+        f"resnet{depth}-seed{seed}-{graph_version()}.onnx",
+        lambda: build_onnx(onnx, depth, make_weights(depth, seed)),
     )
 
 
@@ -195,7 +206,7 @@ class TensorRTRunner:
         gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name())
         onnx_path = onnx_model(depth, seed)
         engine_file = cached_file(
-            f"resnet{depth}-seed{seed}-b{max_batch}-trt{trt.__version__}-{gpu}.engine",
+            f"{onnx_path.stem}-b{max_batch}-trt{trt.__version__}-{gpu}.engine",
             lambda: self._build(trt, onnx_path.read_bytes()),
         )
         engine = trt.Runtime(self._logger).deserialize_cuda_engine(engine_file.read_bytes())
