@@ -81,9 +81,9 @@ class _Watchdog:
 
     def dismiss(self) -> None:
         """The server was stopped normally: let the watchdog exit without doing anything."""
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # EPIPE: the watchdog is gone already
             os.write(self._stop_w, b"x")
-            os.close(self._stop_w)
+        os.close(self._stop_w)
         try:
             self._popen.wait(5.0)
         except subprocess.TimeoutExpired:
@@ -108,7 +108,9 @@ class ServerProcess:
         leftovers: Sequence[str | Path] = (),
     ) -> None:
         self.name = name
-        self.log_path = Path(tempfile.mkstemp(prefix=f"pipebench-{_slug(name)}-", suffix=".log")[1])
+        fd, log_name = tempfile.mkstemp(prefix=f"pipebench-{_slug(name)}-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(log_name)
         with self.log_path.open("wb") as log:
             try:
                 self._popen = subprocess.Popen(
@@ -124,8 +126,14 @@ class ServerProcess:
             except OSError as exc:
                 self.log_path.unlink(missing_ok=True)
                 raise SystemFailure(f"{name}: cannot start {argv[0]}: {exc.strerror}") from None
+        try:
+            self._watchdog = _Watchdog(self._popen.pid, [self.log_path, *leftovers])
+        except OSError as exc:  # no watchdog, no server: a crash could leave it running
+            self._signal_group(signal.SIGKILL)
+            self._popen.wait()
+            self.log_path.unlink(missing_ok=True)
+            raise SystemFailure(f"{name}: cannot start its watchdog: {exc.strerror}") from None
         _live.add(self)
-        self._watchdog = _Watchdog(self._popen.pid, [self.log_path, *leftovers])
 
     @property
     def pid(self) -> int:
