@@ -1,0 +1,169 @@
+"""The runner end to end on real systems: records, verdicts, placement, batch histograms."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from harness.results import PointRecord
+from harness.runner import judge, run_scenario
+from harness.scenario import Load
+from harness.table import markdown_table
+from tests.cli_helpers import bench, only_result
+from tests.conftest import hello_scenario
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+#: The record fields everyone codes against (common.md, "Shapes everyone codes against").
+RECORD_FIELDS = {
+    "system", "label", "clients", "rate", "qps", "latency_ms", "sent", "ok", "errors",
+    "timeouts", "stable", "client_bound", "valid", "repeats", "qps_ci95", "qps_repeats",
+    "batch_sizes", "failure", "first_error", "server_stats",
+}  # fmt: skip
+QUICK_LOAD = {"warmup_s": 0.1, "duration_s": 0.6, "max_windows": 3, "min_duration_s": 0.5}
+
+
+def _record(**fields) -> PointRecord:
+    base = dict(system="x", label="x", clients=1, qps=1000.0, sent=3000, ok=3000, stable=True)
+    base.update(repeats=3, duration_s=3.0)
+    base.update(fields)
+    return PointRecord(**base)
+
+
+@pytest.mark.parametrize(
+    ("fields", "ceiling", "reasons"),
+    [
+        ({}, 10_000.0, []),
+        ({}, None, []),
+        ({"stable": False}, 10_000.0, ["unstable"]),
+        ({"duration_s": 1.5}, 10_000.0, ["short"]),  # 0.5 s per repeat < 1 s
+        ({"ok": 99, "sent": 99}, 10_000.0, ["short"]),  # too few replies for a p99
+        ({"errors": 4}, 10_000.0, ["errors"]),  # 4 / 3000 > 0.1 %
+        ({"errors": 2, "timeouts": 1}, 10_000.0, []),  # 3 / 3000 = 0.1 %: at the limit
+        ({"sent": 0, "ok": 0}, 10_000.0, ["short", "errors"]),
+        ({}, 1_999.0, ["client-bound"]),  # QPS above half the client ceiling
+    ],
+)
+def test_validity_verdict(fields, ceiling, reasons):
+    record = judge(_record(**fields), Load(clients=[1]), ceiling)
+    assert record.invalid_reasons == reasons
+    assert record.valid is (not reasons)
+    assert record.client_bound is ("client-bound" in reasons)
+    assert record.client_ceiling_qps == ceiling
+
+
+def test_records_carry_every_field_with_consistent_numbers(make_scenario, tmp_path):
+    scenario = make_scenario(
+        systems=["pipe"],
+        serving={"instances": 1, "batching_timeout_ms": 2, "max_batch": 4},
+        load={"clients": [1, 4], "repeats": 2, **QUICK_LOAD},
+    )
+    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["complete"] is True
+    for record, stored in zip(result.records, saved["records"], strict=True):
+        assert set(stored) >= RECORD_FIELDS
+        assert record.failure is None and record.rate is None
+        assert record.sent == record.ok + record.errors + record.timeouts > 0
+        assert set(record.latency_ms) == {"p50", "p90", "p95", "p99", "max", "mean"}
+        assert record.repeats == 2 and len(record.qps_repeats) == 2
+        low, high = record.qps_ci95
+        assert low <= sum(record.qps_repeats) / 2 <= high
+        assert record.client_ceiling_qps > record.qps
+        assert record.cpu["client_pct"] > 0 and record.cpu["server_pct"] is None
+        assert record.load_generator == "threads"
+        # The formed batches of the measured windows: about the requests measured.
+        formed = sum(size * count for size, count in record.batch_sizes.items())
+        assert formed == pytest.approx(record.ok, rel=0.1)
+    one, four = result.records
+    assert set(one.batch_sizes) == {1}  # a lone client never fills a batch
+    assert max(four.batch_sizes) > 1  # four clients and a 2 ms wait do
+
+
+def test_bench_run_prints_validity_marks(write_scenario, tmp_path):
+    path = write_scenario(hello_scenario(systems=["pipe"], load={"clients": [1, 2], **QUICK_LOAD}))
+    done = bench("run", str(path), "--quick", "--results-dir", str(tmp_path / "results"))
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    records = only_result(tmp_path / "results")["records"]
+    assert len(rows) == len(records) == 2
+    for row, record in zip(rows, records, strict=True):
+        cell = row.split(" | ")[1]
+        expected = "✓" if record["valid"] else "✗ " + "+".join(record["invalid_reasons"])
+        assert cell.rstrip(" |").endswith(expected), row
+        assert record["repeats"] == 1 and record["qps_ci95"] is None  # --quick: one repeat
+    assert "✓ valid" in done.stdout  # the legend
+
+
+def test_open_loop_scenario_keeps_its_rate(make_scenario, tmp_path):
+    scenario = make_scenario(
+        systems=["pipe"], load={"rates": [300], "arrival": "constant", "repeats": 1, **QUICK_LOAD}
+    )
+    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    (record,) = result.records
+    assert (record.clients, record.rate) == (None, 300)
+    assert record.qps == pytest.approx(300, rel=0.1)
+    assert record.sent == pytest.approx(300 * 0.6, rel=0.1)
+    assert markdown_table("t", result.records, ["pipe"]).splitlines()[2] == "| rate/s | pipe |"
+
+
+def test_client_processes_drive_rpc_systems_and_threads_drive_in_process_ones(
+    make_scenario, tmp_path
+):
+    scenario = make_scenario(
+        systems=["pipe", "thrift"],
+        load={"clients": [3], "client_processes": 2, "repeats": 1, **QUICK_LOAD},
+    )
+    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    pipe, thrift = result.records
+    assert (pipe.load_generator, pipe.client_processes) == ("threads", 1)
+    assert (thrift.load_generator, thrift.client_processes) == ("processes", 2)
+    assert thrift.failure is None and thrift.sent == thrift.ok > 0
+    assert thrift.cpu["server_pct"] > 0 and thrift.cpu["client_pct"] > 0
+    # Each placement is compared with the null system placed the same way.
+    assert pipe.client_ceiling_qps != thrift.client_ceiling_qps
+
+
+def test_triton_batch_histogram_and_perf_analyzer_interop(make_scenario, tmp_path):
+    scenario = make_scenario(
+        systems=[
+            "triton",
+            {"name": "triton", "label": "triton-pa", "options": {"client": "perf_analyzer"}},
+        ],
+        serving={"instances": 1, "batching_timeout_ms": 5, "max_batch": 4},
+        load={"clients": [4], "repeats": 1, **QUICK_LOAD, "stability_pct": 50},
+    )
+    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    ours, theirs = result.records
+    for record in (ours, theirs):
+        assert record.failure is None, record.failure
+        assert record.sent == record.ok > 0
+        assert max(record.batch_sizes) > 1  # Triton's own statistics: batches were formed
+        assert record.cpu["server_pct"] > 0
+    assert ours.load_generator == "threads"
+    assert (theirs.load_generator, theirs.client_bound) == ("perf_analyzer", False)
+    # perf_analyzer's CSV and the record computed from its exported requests agree.
+    (csv,) = theirs.server_stats["load_generator_reports"]
+    assert csv["qps"] == pytest.approx(theirs.qps, rel=0.05)
+    assert csv["p50"] == pytest.approx(theirs.latency_ms["p50"], rel=0.1, abs=0.05)
+    assert theirs.cpu["client_pct"] > 0  # perf_analyzer's own CPU
+
+
+def test_record_fields_match_the_dataclass():
+    names = {f.name for f in dataclasses.fields(PointRecord)}
+    assert names >= RECORD_FIELDS
+
+
+def test_perf_analyzer_unavailable_is_one_clear_error(tmp_path, monkeypatch):
+    from engines.triton import perf_analyzer
+    from harness.errors import SystemFailure
+
+    monkeypatch.setenv("PIPEBENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # as offline as pip gets
+    with pytest.raises(
+        SystemFailure, match=r"cannot fetch the tritonclient==2\.51\.0 wheel"
+    ) as info:
+        perf_analyzer.binary()
+    assert str(tmp_path / "perf_analyzer-2.51.0") in str(info.value)  # where to put it by hand
