@@ -35,7 +35,7 @@ def test_run_prints_the_table_and_saves_the_same_numbers(write_scenario, tmp_pat
     for record in records:
         assert record["failure"] is None
         assert record["qps"] > 0 and record["errors"] == 0
-        assert record["sent"] == record["ok"] + record["errors"]
+        assert record["sent"] == record["ok"] + record["errors"] + record["timeouts"]
         assert f"QPS {record['qps']:.0f} " in done.stdout
 
 
