@@ -26,4 +26,9 @@ apt_install libpython3.11
 
 [ -x .venv/bin/python ] || python3.11 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+# perf_analyzer (client: perf_analyzer) ships only in the tritonclient 2.51.0 wheel: fetch
+# and unpack it now, at install time, so a run never downloads (best effort: a run without
+# it explains what to do).
+.venv/bin/python -c "from engines.triton.perf_analyzer import binary; binary()" 2>/dev/null \
+  || echo "bootstrap: perf_analyzer not fetched (only client: perf_analyzer needs it)" >&2
 echo "bootstrap: ready (.venv)" >&2

@@ -13,7 +13,15 @@ from tests.conftest import server_processes
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+VARIANTS = [
+    *sorted(REGISTRY),
+    {"name": "triton", "options": {"client": "lean"}},
+    {"name": "triton", "options": {"protocol": "grpc"}},
+    {"name": "pipe", "options": {"kind": "process"}},
+]
+
+
+@pytest.mark.parametrize("name", VARIANTS, ids=str)
 def test_system_echoes_payload_byte_for_byte(name, make_scenario):
     scenario = make_scenario(systems=[name], workload={"name": "echo", "payload": "Hi, pipebench!"})
     system = create_system(scenario.systems[0], scenario)

@@ -25,19 +25,13 @@ class TritonOptions(BaseModel):
     protocol: Literal["http", "grpc"] = "http"
     #: Path to a tritonserver binary of your own; default: the one in nvidia-pytriton.
     binary: str | None = None
-    #: The load generator's client: ``lean`` (HTTP only, the default there: the same
-    #: protocol with prepared bytes on one socket, engines/triton/http_client.py),
-    #: ``tritonclient`` (the official Python library, the default for gRPC; it costs
-    #: more client CPU than Triton spends serving echo) or ``perf_analyzer`` (Triton's
-    #: own C++ load generator, engines/triton/perf_analyzer.py).
-    client: Literal["lean", "tritonclient", "perf_analyzer"] = "lean"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _client_for_protocol(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "client" not in data and data.get("protocol") == "grpc":
-            return {**data, "client": "tritonclient"}
-        return data
+    #: The load generator's client: ``tritonclient`` (the official Python library, the
+    #: default: it is what Triton's users call, the seed's "triton-cli"; it costs more client
+    #: CPU than Triton spends serving echo, see benchmarks/triton_client.py), ``lean`` (HTTP
+    #: only: the same protocol with prepared bytes on one socket,
+    #: engines/triton/http_client.py, to see the server without that client cost) or
+    #: ``perf_analyzer`` (Triton's own C++ load generator, engines/triton/perf_analyzer.py).
+    client: Literal["tritonclient", "lean", "perf_analyzer"] = "tritonclient"
 
     @model_validator(mode="after")
     def _lean_is_http(self) -> TritonOptions:
