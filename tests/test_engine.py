@@ -221,6 +221,17 @@ def test_close_drains_queued_requests_then_refuses_new_ones():
         pipe(1)
 
 
+def test_close_gives_up_on_a_hung_backend_after_its_timeout():
+    pipe = Pipe({"backend": "test.recorder", "params": {"delay": 5.0}})
+    caller = threading.Thread(target=pipe, args=(1,), daemon=True)
+    caller.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"instance\(s\) \[0\] still busy"):
+        pipe.close(timeout=0.2)
+    assert time.monotonic() - started < 2.0
+
+
 def test_submit_batch_and_await():
     with Pipe({"backend": "test.double", "max": 4, "batching_timeout": 5}) as pipe:
         future = pipe.submit(21)

@@ -136,19 +136,28 @@ class Pipe:
     def stats(self) -> dict[str, Any]:
         return merge_stats([instance.stats for instance in self._instances])
 
-    def close(self) -> None:
-        """Stop taking requests, finish every queued one, then stop the workers."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking requests, finish every queued one, then stop the workers.
+
+        With ``timeout``, give up after that many seconds and raise ``TimeoutError`` (a
+        hung backend cannot be interrupted; its daemon thread ends with the process).
+        """
         with self._lock:
             self._closed = True
             self._wake_filler()
             while self._idle:
                 self._idle.pop().wake.release()
+        deadline = None if timeout is None else monotonic() + timeout
         for instance in self._instances:
-            if instance.thread is not None and instance.thread is not threading.current_thread():
-                instance.thread.join()
+            thread = instance.thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(None if deadline is None else max(0.0, deadline - monotonic()))
+        busy = [i.index for i in self._instances if i.thread is not None and i.thread.is_alive()]
         for instance in self._instances:
-            if isinstance(instance.backend, ProcessInstance):
+            if isinstance(instance.backend, ProcessInstance) and instance.index not in busy:
                 instance.backend.close()
+        if busy:
+            raise TimeoutError(f"pipe: instance(s) {busy} still busy after {timeout} s")
 
     def __enter__(self) -> Pipe:
         return self

@@ -38,6 +38,10 @@ def node_config(system: System) -> dict[str, Any]:
     }
 
 
+#: How long stopping waits for in-flight backend calls before reporting a hang.
+CLOSE_TIMEOUT_S = 30.0
+
+
 class _PipeClient:
     def __init__(self, pipe: Pipe, timeout: float) -> None:
         self._pipe = pipe
@@ -70,6 +74,9 @@ class PipeSystem(System):
         return self._pipe.stats() if self._pipe else {}
 
     def stop(self) -> None:
-        if self._pipe is not None:
-            self._pipe.close()
-            self._pipe = None
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            try:
+                pipe.close(timeout=CLOSE_TIMEOUT_S)
+            except TimeoutError as exc:
+                raise SystemFailure(f"{self.spec.column}: {exc} (a backend call hangs)") from None
