@@ -200,10 +200,12 @@ def test_a_contradicting_result_fails_its_conclusion_with_the_numbers(tmp_path):
 
 #: Run in the page after load: per image, its decoded width and the share of its pixels with
 #: ink (drawn on a canvas, so a truncated or broken image counts as blank), and every cell.
+#: Synchronous on purpose: "load" fires once every (data: URI) image has loaded, and an
+#: awaited decode could outlast --dump-dom's virtual time on a busy machine.
 PROBE = """<script>
-window.addEventListener("load", async () => {
-  const ink = async (img) => {
-    try { await img.decode(); } catch (error) { return -1; }
+window.addEventListener("load", () => {
+  const ink = (img) => {
+    if (!img.complete || img.naturalWidth === 0) return -1;
     const canvas = document.createElement("canvas");
     canvas.width = img.naturalWidth;
     canvas.height = img.naturalHeight;
@@ -221,7 +223,7 @@ window.addEventListener("load", async () => {
   probe.id = "probe";
   probe.textContent = JSON.stringify({
     widths: images.map((img) => img.naturalWidth),
-    ink: await Promise.all(images.map(ink)),
+    ink: images.map(ink),
     cells: [...document.querySelectorAll("td")].map((td) => td.textContent),
   });
   document.body.appendChild(probe);
