@@ -46,11 +46,10 @@ def _triton() -> Item:
 
 
 def _perf_analyzer() -> Item:
-    """perf_analyzer is unpacked from a wheel on first use; say whether that happened."""
+    """perf_analyzer is unpacked from a wheel at install time; say whether that happened."""
     from engines.triton import perf_analyzer
 
-    home = perf_analyzer.cache_dir() / f"perf_analyzer-{perf_analyzer.VERSION}"
-    exe = home / "bin" / "perf_analyzer"
+    exe = perf_analyzer.cached_binary()
     if exe.is_file():
         return Item("perf_analyzer", True, f"{exe} ({perf_analyzer.VERSION})")
     on_path = shutil.which("perf_analyzer")
@@ -59,7 +58,8 @@ def _perf_analyzer() -> Item:
     return Item(
         "perf_analyzer",
         False,
-        f"not fetched yet: the first run with client: perf_analyzer fetches {perf_analyzer.WHEEL}",
+        f"not fetched yet: scripts/bootstrap.sh (or the first run with client: perf_analyzer) "
+        f"fetches {perf_analyzer.WHEEL}",
     )
 
 

@@ -82,10 +82,15 @@ def _fetch(home: Path) -> Path:
     return found[0]
 
 
+def cached_binary() -> Path:
+    """Where :func:`binary` unpacks perf_analyzer (it may not be there yet)."""
+    return cache_dir() / f"perf_analyzer-{VERSION}" / "bin" / "perf_analyzer"
+
+
 def binary() -> Path:
     """perf_analyzer ready to run; unpacked into the cache the first time (see module doc)."""
-    home = cache_dir() / f"perf_analyzer-{VERSION}"
-    exe = home / "bin" / "perf_analyzer"
+    exe = cached_binary()
+    home = exe.parents[1]
     if exe.is_file():
         return exe
     home.mkdir(parents=True, exist_ok=True)
