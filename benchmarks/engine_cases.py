@@ -14,7 +14,8 @@ import numpy as np
 
 from engines.pipe import Backend, Pipe, register_backend
 from engines.torchpipe.core import OmnibackClient, make_pipe, register_once, writable
-from harness.loadgen import Plan, Probe, ThreadHost, Timing, clock, drive
+from harness.loadgen import Plan, ThreadHost, clock, drive
+from harness.measurement import Probe, Timing
 
 
 def _echo(batch: Sequence[Any]) -> list[Any]:

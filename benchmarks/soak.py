@@ -34,9 +34,9 @@ import psutil
 
 from engines.workloads import create_workload
 from harness.equivalence import check_equivalent
+from harness.measurement import ERROR, OK, TIMEOUT
 from harness.runner import READY_TIMEOUT_S, measure_repeat
 from harness.scenario import Load, Scenario, SystemSpec, load_scenario
-from harness.stats import ERROR, OK, TIMEOUT
 from harness.system import System, create_system
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from engines.triton.system import TritonSystem  # noqa: E402
 from engines.workloads import create_workload  # noqa: E402
-from harness.loadgen import Run  # noqa: E402
-from harness.runner import measure_repeat, summarize  # noqa: E402
+from harness.aggregate import summarize  # noqa: E402
+from harness.measurement import Run  # noqa: E402
+from harness.runner import measure_repeat  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
 
 #: design -> (triton options, client processes)

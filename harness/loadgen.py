@@ -31,23 +31,25 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from harness.errors import SystemFailure
-from harness.stats import (
+from harness.measurement import (
     CANCELLED,
     ERROR,
     OK,
     STABLE_SET,
     TIMEOUT,
+    Probe,
+    Run,
     Samples,
-    is_stable,
-    window_stats,
+    Timing,
 )
+from harness.stats import is_stable, window_stats
 from harness.system import Client
 
 clock = time.perf_counter_ns
@@ -72,63 +74,6 @@ class Plan:
     #: of several hosts interleave evenly); Poisson streams differ by ``seed``.
     phase_ns: int = 0
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How long to warm up, how long a window lasts and when to stop adding windows."""
-
-    warmup_s: float
-    window_s: float
-    max_windows: int
-    stability_pct: float
-
-
-@dataclass(frozen=True)
-class Probe:
-    """Readings taken at a window boundary: CPU seconds used so far and server counters."""
-
-    t_ns: int
-    client_cpu_s: float
-    server_cpu_s: float | None
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Run:
-    """One repeat of one load point: every sample, and where its windows lie."""
-
-    samples: Samples
-    boundaries_ns: list[int]
-    stability_pct: float
-    calls: int = 0
-    first_error: str | None = None
-    probe_start: Probe | None = None
-    probe_end: Probe | None = None
-    #: What an external load generator reported itself (kept to cross-check ours).
-    reported: dict[str, float] | None = None
-
-    @property
-    def measured_bounds(self) -> tuple[int, int]:
-        """The reported measurement: the last :data:`STABLE_SET` windows (or all, if fewer)."""
-        return self.boundaries_ns[-STABLE_SET - 1 :][0], self.boundaries_ns[-1]
-
-    @property
-    def measured_s(self) -> float:
-        begin, end = self.measured_bounds
-        return (end - begin) / 1e9
-
-    def measured(self) -> Samples:
-        return self.samples.sent_between(*self.measured_bounds)
-
-    @property
-    def qps(self) -> float:
-        begin, end = self.measured_bounds
-        return self.samples.ok_done_between(begin, end) / self.measured_s if end > begin else 0.0
-
-    @property
-    def stable(self) -> bool:
-        return is_stable(window_stats(self.samples, self.boundaries_ns), self.stability_pct)
 
 
 # -- recording -------------------------------------------------------------------------
@@ -530,7 +475,9 @@ def drive(
         if not stopped:  # interrupted or failed: stop sending at once, wait briefly
             for host in hosts:
                 host.stop(0)
-    run = Run(Samples.concat(parts), boundaries, timing.stability_pct, calls, first_error)
+    samples = Samples.concat(parts)
+    stable = is_stable(window_stats(samples, boundaries), timing.stability_pct)
+    run = Run(samples, boundaries, stable, calls, first_error)
     if probes:
         run.probe_start = probes[-STABLE_SET - 1 :][0]
         run.probe_end = probes[-1]

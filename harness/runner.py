@@ -12,7 +12,6 @@ compares it with the ``null`` system measured with the same clients in the same 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,29 +19,17 @@ from pathlib import Path
 import psutil
 
 from engines.workloads import Workload, create_workload
+from harness.aggregate import judge, summarize
 from harness.equivalence import check_equivalent
 from harness.errors import BenchError, SystemFailure
-from harness.loadgen import Host, ProcessHost, Run, ThreadHost, Timing, clock, drive, plans
-from harness.loadgen import Probe as LoadProbe
+from harness.loadgen import Host, ProcessHost, ThreadHost, clock, drive, plans
+from harness.measurement import STABLE_SET, Run, Timing
+from harness.measurement import Probe as LoadProbe
 from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
 from harness.scenario import Load, Scenario, SystemSpec
-from harness.stats import (
-    CANCELLED,
-    ERROR,
-    OK,
-    STABLE_SET,
-    TIMEOUT,
-    Samples,
-    latency_summary_ms,
-    median_ci95,
-)
 from harness.system import Client, LoadGenerator, System, create_system
 
 READY_TIMEOUT_S = 120.0
-#: Fewer replies than this (all repeats together) cannot support a p99: the row is "short".
-MIN_REPLIES = 100
-#: A result above this share of the client ceiling measures the client, not the system.
-CLIENT_BOUND_SHARE = 0.5
 #: The client ceiling is a quick measurement: it only has to be far above the systems.
 CEILING_TIMING = Timing(warmup_s=0.2, window_s=0.25, max_windows=4, stability_pct=100.0)
 
@@ -185,87 +172,6 @@ def measure_repeat(
 
 
 # -- a point: repeats, then the verdict --------------------------------------------------
-
-
-def _delta(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
-    change = Counter(after)
-    change.subtract(before)
-    return {size: count for size, count in sorted(change.items()) if count > 0}
-
-
-def summarize(
-    system: System, spec: SystemSpec, load: Load, point: float, runs: Sequence[Run]
-) -> PointRecord:
-    """One record out of the repeats: merged samples, median QPS, CI, batches, CPU."""
-    merged = Samples.concat([run.measured() for run in runs])
-    counts = {code: merged.count(code) for code in (OK, ERROR, TIMEOUT, CANCELLED)}
-    if counts[CANCELLED]:
-        raise AssertionError("a cancelled request inside the measured windows")
-    if len(merged) != counts[OK] + counts[ERROR] + counts[TIMEOUT]:
-        raise AssertionError("a request was lost from the accounting")
-    qps_repeats = [run.qps for run in runs]
-    qps, ci = median_ci95(qps_repeats)
-    batches: Counter[int] = Counter()
-    cpu_client = cpu_server = wall = 0.0
-    server_known = True
-    for run in runs:
-        start, end = run.probe_start, run.probe_end
-        if start is None or end is None:
-            continue
-        batches.update(_delta(system.batch_sizes(start.stats), system.batch_sizes(end.stats)))
-        wall += (end.t_ns - start.t_ns) / 1e9
-        cpu_client += end.client_cpu_s - start.client_cpu_s
-        if start.server_cpu_s is None or end.server_cpu_s is None:
-            server_known = False
-        else:
-            cpu_server += end.server_cpu_s - start.server_cpu_s
-    record = PointRecord(
-        system=spec.name,
-        label=spec.column,
-        clients=int(point) if load.mode == "closed" else None,
-        rate=float(point) if load.mode == "open" else None,
-        qps=qps,
-        latency_ms=latency_summary_ms(merged.ok_latencies()),
-        sent=len(merged),
-        ok=counts[OK],
-        errors=counts[ERROR],
-        timeouts=counts[TIMEOUT],
-        stable=all(run.stable for run in runs),
-        repeats=len(runs),
-        qps_ci95=list(ci) if ci else None,
-        qps_repeats=qps_repeats,
-        batch_sizes=dict(sorted(batches.items())),
-        cpu={
-            "client_pct": 100 * cpu_client / wall if wall else None,
-            "server_pct": 100 * cpu_server / wall if wall and server_known else None,
-        },
-        duration_s=sum(run.measured_s for run in runs),
-        first_error=next((run.first_error for run in runs if run.first_error), None),
-        server_stats=system.stats(),
-    )
-    reports = [run.reported for run in runs if run.reported]
-    if reports:
-        record.server_stats["load_generator_reports"] = reports
-    return record
-
-
-def judge(record: PointRecord, load: Load, ceiling: float | None) -> PointRecord:
-    """Fill ``client_bound``, ``valid`` and the reasons; see :data:`harness.table.LEGEND`."""
-    record.client_ceiling_qps = ceiling
-    record.client_bound = ceiling is not None and record.qps > CLIENT_BOUND_SHARE * ceiling
-    reasons = []
-    if not record.stable:
-        reasons.append("unstable")
-    per_repeat_s = record.duration_s / record.repeats if record.repeats else 0.0
-    if per_repeat_s < load.min_duration_s * 0.999 or record.ok < MIN_REPLIES:
-        reasons.append("short")
-    failed = record.errors + record.timeouts
-    if not record.sent or failed / record.sent > load.max_error_rate:
-        reasons.append("errors")
-    if record.client_bound:
-        reasons.append("client-bound")
-    record.invalid_reasons, record.valid = reasons, not reasons
-    return record
 
 
 def measure_point(

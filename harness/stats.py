@@ -23,13 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.measurement import STABLE_SET, Samples
+
 PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99}
 LATENCY_KEYS = (*PERCENTILES, "max", "mean")
 
-#: Outcome codes of one request (an int8 per sample).
-OK, ERROR, TIMEOUT, CANCELLED = 0, 1, 2, 3
-#: Windows compared by the stability rule (and reported as the measurement).
-STABLE_SET = 3
 
 #: Two-sided 95 % Student t quantiles by degrees of freedom (no SciPy needed).
 _T95 = {
@@ -63,52 +61,6 @@ def latency_summary_ms(latencies_ns: np.ndarray) -> dict[str, float]:
 
 def throughput(ok: int, duration_s: float) -> float:
     return ok / duration_s if duration_s > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class Samples:
-    """One row per request: when it was (scheduled to be) sent, how long it took, its end.
-
-    ``start_ns`` is on the shared monotonic clock (``time.perf_counter_ns``, system-wide on
-    Linux, so samples from client processes line up); ``latency_ns`` runs from that start
-    to the reply or the failure.
-    """
-
-    start_ns: np.ndarray
-    latency_ns: np.ndarray
-    outcome: np.ndarray
-
-    @staticmethod
-    def empty() -> Samples:
-        return Samples(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int8))
-
-    @staticmethod
-    def concat(parts: Sequence[Samples]) -> Samples:
-        """Lossless merge: every sample of every part, nothing summarised away."""
-        if not parts:
-            return Samples.empty()
-        return Samples(
-            np.concatenate([p.start_ns for p in parts]),
-            np.concatenate([p.latency_ns for p in parts]),
-            np.concatenate([p.outcome for p in parts]),
-        )
-
-    def __len__(self) -> int:
-        return int(self.start_ns.size)
-
-    def sent_between(self, begin_ns: int, end_ns: int) -> Samples:
-        keep = (self.start_ns >= begin_ns) & (self.start_ns < end_ns)
-        return Samples(self.start_ns[keep], self.latency_ns[keep], self.outcome[keep])
-
-    def ok_done_between(self, begin_ns: int, end_ns: int) -> int:
-        done = self.start_ns + self.latency_ns
-        return int(np.count_nonzero((self.outcome == OK) & (done >= begin_ns) & (done < end_ns)))
-
-    def ok_latencies(self) -> np.ndarray:
-        return self.latency_ns[self.outcome == OK]
-
-    def count(self, outcome: int) -> int:
-        return int(np.count_nonzero(self.outcome == outcome))
 
 
 @dataclass(frozen=True)

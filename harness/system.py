@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from harness.loadgen import Probe, Run, Timing
+    from harness.measurement import Probe, Run, Timing
     from harness.scenario import Scenario, SystemSpec
 
 #: name -> "module:Class"

@@ -12,20 +12,16 @@ import pytest
 
 from engines.null import NullClient
 from harness.loadgen import (
-    CANCELLED,
-    ERROR,
-    OK,
     START_MARGIN_NS,
-    TIMEOUT,
     Plan,
     ProcessHost,
     Schedule,
     ThreadHost,
-    Timing,
     clock,
     drive,
     plans,
 )
+from harness.measurement import CANCELLED, ERROR, OK, TIMEOUT, Timing
 from harness.stats import latency_summary_ms
 
 REQUEST = np.frombuffer(b"HelloWorld", dtype=np.uint8)

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from harness.aggregate import judge
 from harness.results import PointRecord
-from harness.runner import judge, run_scenario
+from harness.runner import run_scenario
 from harness.scenario import Load
 from harness.table import markdown_table
 from tests.cli_helpers import bench, only_result

@@ -10,11 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.measurement import ERROR, OK, TIMEOUT, Samples
 from harness.stats import (
-    ERROR,
-    OK,
-    TIMEOUT,
-    Samples,
     WindowStats,
     is_stable,
     latency_summary_ms,

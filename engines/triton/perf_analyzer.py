@@ -41,7 +41,7 @@ import numpy as np
 
 from engines.triton.repository import pytriton_tree
 from harness.errors import SystemFailure
-from harness.loadgen import OK, Probe, Run, Samples, Timing
+from harness.measurement import OK, Probe, Run, Samples, Timing
 
 VERSION = "2.51.0"
 WHEEL = f"tritonclient=={VERSION}"
@@ -224,6 +224,8 @@ class PerfAnalyzer:
             env = dict(os.environ, LD_LIBRARY_PATH=str(library_dir(folder / "lib")))
             before, children_before = probe() if probe else None, _children_cpu_s()
             done = self._execute(self.argv(exe, point, timing, folder), env, timing)
+            # perf_analyzer applies the stability rule itself: stable unless it gave up.
+            stable = done.returncode == 0
             if done.returncode != 0 and _UNSTABLE in done.stdout + done.stderr:
                 as_they_come = Timing(timing.warmup_s, timing.window_s, 3, 1e6)
                 done = self._execute(self.argv(exe, point, as_they_come, folder), env, timing)
@@ -236,7 +238,7 @@ class PerfAnalyzer:
                 raise SystemFailure(f"perf_analyzer exited with code {done.returncode}:\n{tail}")
             samples, boundaries = parse_export(json.loads((folder / "export.json").read_text()))
             reported = parse_csv((folder / "report.csv").read_text())
-        run = Run(samples, boundaries, timing.stability_pct, calls=len(samples))
+        run = Run(samples, boundaries, stable, calls=len(samples))
         run.probe_start, run.probe_end, run.reported = before, after, reported
         return run
 
