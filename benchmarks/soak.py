@@ -35,9 +35,10 @@ import psutil
 from engines.workloads import create_workload
 from harness.equivalence import check_equivalent
 from harness.measurement import ERROR, OK, TIMEOUT
-from harness.runner import READY_TIMEOUT_S, measure_repeat
+from harness.rounds import READY_TIMEOUT_S
 from harness.scenario import Load, Scenario, SystemSpec, load_scenario
 from harness.system import System, create_system
+from harness.turn import measure_turn
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
@@ -90,9 +91,9 @@ def soak_one(
         system.ready(READY_TIMEOUT_S)
         check_equivalent(system, spec, workload)
         warm = load.model_copy(update={"warmup_s": 0.0, "duration_s": warmup_s})
-        measure_repeat(system, None, workload, warm, clients, seed=0)
+        measure_turn(system, None, workload, warm, clients, seed=0)
         rss_start, rss_of = server_rss(system)
-        run = measure_repeat(system, None, workload, load, clients, seed=1)
+        run = measure_turn(system, None, workload, load, clients, seed=1)
         measured = run.measured()
         counts = {code: measured.count(code) for code in (OK, ERROR, TIMEOUT)}
         calls, samples, sent, qps = run.calls, len(run.samples), len(measured), run.qps

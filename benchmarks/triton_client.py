@@ -36,8 +36,8 @@ from engines.triton.system import TritonSystem  # noqa: E402
 from engines.workloads import create_workload  # noqa: E402
 from harness.aggregate import summarize  # noqa: E402
 from harness.measurement import Run  # noqa: E402
-from harness.runner import measure_repeat  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
+from harness.turn import measure_turn  # noqa: E402
 
 #: design -> (triton options, client processes)
 DESIGNS: dict[str, tuple[dict[str, Any], int]] = {
@@ -94,7 +94,7 @@ def measure(repeats: int, quick: bool) -> dict[tuple[str, int], dict[str, Any]]:
             for repeat in range(repeats):
                 for clients in CLIENTS:
                     for name, system in systems.items():
-                        run = measure_repeat(
+                        run = measure_turn(
                             system,
                             system.load_generator(),
                             workload,

@@ -8,13 +8,20 @@ module reckons.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
 from harness.measurement import CANCELLED, ERROR, OK, TIMEOUT, Run, Samples
 from harness.results import PointRecord
 from harness.scenario import Load, SystemSpec
-from harness.stats import latency_summary_ms, median_ci95
+from harness.stats import (
+    INTERVAL_METHOD,
+    half_width_pct,
+    latency_summary_ms,
+    median_interval,
+    percentile_ns,
+)
 from harness.system import System
 
 #: Fewer replies than this (all repeats together) cannot support a p99: the row is "short".
@@ -40,15 +47,19 @@ def summarize(
     if len(merged) != counts[OK] + counts[ERROR] + counts[TIMEOUT]:
         raise AssertionError("a request was lost from the accounting")
     qps_repeats = [run.qps for run in runs]
-    qps, ci = median_ci95(qps_repeats)
+    qps, ci = median_interval(qps_repeats)
     batches: Counter[int] = Counter()
     cpu_client = cpu_server = wall = 0.0
     server_known = True
+    batched = 0
     for run in runs:
+        if run.stats_before is not None and run.stats_after is not None:
+            before, after = run.stats_before, run.stats_after
+            batches.update(_delta(system.batch_sizes(before), system.batch_sizes(after)))
+            batched += run.samples.count(OK)
         start, end = run.probe_start, run.probe_end
         if start is None or end is None:
             continue
-        batches.update(_delta(system.batch_sizes(start.stats), system.batch_sizes(end.stats)))
         wall += (end.t_ns - start.t_ns) / 1e9
         cpu_client += end.client_cpu_s - start.client_cpu_s
         if start.server_cpu_s is None or end.server_cpu_s is None:
@@ -70,7 +81,9 @@ def summarize(
         repeats=len(runs),
         qps_ci95=list(ci) if ci else None,
         qps_repeats=qps_repeats,
+        p50_repeats=[p50_ms(run) for run in runs],
         batch_sizes=dict(sorted(batches.items())),
+        batched_requests=batched if batches else 0,
         cpu={
             "client_pct": 100 * cpu_client / wall if wall else None,
             "server_pct": 100 * cpu_server / wall if wall and server_known else None,
@@ -85,15 +98,35 @@ def summarize(
     return record
 
 
+def p50_ms(run: Run) -> float:
+    """TP50 of one run's measured windows (OK replies), NaN if there were none."""
+    latencies = run.measured().ok_latencies()
+    return percentile_ns(latencies, 50) / 1e6 if latencies.size else math.nan
+
+
+def precision_of(record: PointRecord) -> float | None:
+    """The half-width of the QPS interval in % of the QPS (None: no interval yet)."""
+    interval = tuple(record.qps_ci95) if record.qps_ci95 else None
+    return half_width_pct(record.qps, interval)  # type: ignore[arg-type]
+
+
 def judge(record: PointRecord, load: Load, ceiling: float | None) -> PointRecord:
-    """Fill ``client_bound``, ``valid`` and the reasons; see :data:`harness.table.LEGEND`."""
+    """Fill ``client_bound``, ``valid`` and the reasons; see :data:`harness.table.LEGEND`.
+
+    The gate is precision: the 95 % interval of the median QPS over the rounds must be
+    within ``precision_pct`` ("imprecise" otherwise, and the table shows the interval it
+    got). The per-window stability rule only gates when the scenario asks for it.
+    """
     record.client_ceiling_qps = ceiling
     record.client_bound = ceiling is not None and record.qps > CLIENT_BOUND_SHARE * ceiling
+    record.interval_method = INTERVAL_METHOD
+    record.precision_pct = precision_of(record)
     reasons = []
-    if not record.stable:
+    if record.precision_pct is None or record.precision_pct > load.precision_pct:
+        reasons.append("imprecise")
+    if load.stability_pct is not None and not record.stable:
         reasons.append("unstable")
-    per_repeat_s = record.duration_s / record.repeats if record.repeats else 0.0
-    if per_repeat_s < load.min_duration_s * 0.999 or record.ok < MIN_REPLIES:
+    if record.duration_s < load.min_duration_s * 0.999 or record.ok < MIN_REPLIES:
         reasons.append("short")
     failed = record.errors + record.timeouts
     if not record.sent or failed / record.sent > load.max_error_rate:

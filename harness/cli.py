@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -25,7 +26,7 @@ from harness.scenario import Scenario, load_scenario
 from harness.table import cell, markdown_table
 
 EXIT_INTERRUPTED = 130
-QUICK = runner.RunOptions(warmup_s=0.3, duration_s=1.0, repeats=1, max_windows=4)
+QUICK = runner.RunOptions(warmup_s=0.2, duration_s=0.6, repeats=1, max_repeats=1)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 err = Console(stderr=True)
@@ -37,24 +38,29 @@ def _root() -> None:
 
 
 class RichProgress(runner.Progress):
-    """A bar per load point on stderr; the tables go to stdout."""
+    """A bar per load point on stderr (its rounds in the description); tables go to stdout."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._task: TaskID | None = None
 
-    def point_started(self, label: str, point: str, seconds: float) -> None:
-        self._task = self._progress.add_task(f"{label} · {point}", total=seconds)
+    def point_started(self, point: str, seconds: float) -> None:
+        self._task = self._progress.add_task(point, total=seconds)
+
+    def round_started(self, point: str, round_index: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, description=f"{point} · round {round_index + 1}")
 
     def tick(self, elapsed: float) -> None:
         if self._task is not None:
             self._progress.update(self._task, completed=elapsed)
 
-    def point_finished(self, record: PointRecord) -> None:
+    def point_finished(self, records: Sequence[PointRecord]) -> None:
         if self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
-        self._progress.console.print(f"  {record.label} · {record.point_name}: {cell(record)}")
+        for record in records:
+            self._progress.console.print(f"  {record.label} · {record.point_name}: {cell(record)}")
 
     def message(self, text: str) -> None:
         self._progress.console.print(text)
@@ -106,7 +112,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def run(
     scenarios: Annotated[list[Path], typer.Argument(help="Scenario files or folders of them.")],
     quick: Annotated[
-        bool, typer.Option(help="A smoke run: 0.3 s warm-up, 1 s measured, 1 repeat.")
+        bool,
+        typer.Option(help="A smoke run: one round of 0.2 s warm-up and 0.6 s measured per system."),
     ] = False,
     systems: Annotated[
         str | None, typer.Option(help="Comma-separated systems (names or labels) to run.")

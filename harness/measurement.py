@@ -100,6 +100,11 @@ class Run:
     probe_end: Probe | None = None
     #: What an external load generator reported itself (kept to cross-check ours).
     reported: dict[str, float] | None = None
+    #: Server counters (formed batches) read when nothing was in flight: before the turn's
+    #: first request and after its last reply, so their difference counts exactly the
+    #: requests of the turn (warm-up included), never a request cut by a window edge.
+    stats_before: dict[str, Any] | None = None
+    stats_after: dict[str, Any] | None = None
 
     @property
     def measured_bounds(self) -> tuple[int, int]:

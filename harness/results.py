@@ -29,6 +29,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
+class Ratio:
+    """QPS and TP50 of a system divided by the baseline's, round by round: the median of
+    the per-round ratios and its 95 % interval (same method as ``qps_ci95``)."""
+
+    baseline: str
+    qps: float
+    qps_ci95: list[float] | None = None
+    p50: float | None = None
+    p50_ci95: list[float] | None = None
+
+
+@dataclass
 class PointRecord:
     """One system at one load point: the row the tables and comparisons read.
 
@@ -53,11 +65,23 @@ class PointRecord:
     valid: bool = False
     #: Why ``valid`` is false: "unstable", "short", "errors", "client-bound".
     invalid_reasons: list[str] = field(default_factory=list)
+    #: Rounds measured (each a turn of every system of the scenario, back to back).
     repeats: int = 0
+    #: The 95 % interval of the median QPS (see ``interval_method``); None below 6 rounds.
     qps_ci95: list[float] | None = None
     qps_repeats: list[float] = field(default_factory=list)
-    #: Formed batch size -> batches executed during the measured windows (server side).
+    #: TP50 (ms) of each round, paired with ``qps_repeats``.
+    p50_repeats: list[float] = field(default_factory=list)
+    interval_method: str | None = None
+    #: The half-width of ``qps_ci95`` in % of ``qps``: the ± every table prints.
+    precision_pct: float | None = None
+    #: This system against the scenario's baseline, from the paired rounds.
+    ratio: Ratio | None = None
+    #: Formed batch size -> batches executed during the rounds' turns (server side).
     batch_sizes: dict[int, int] = field(default_factory=dict)
+    #: The requests ``batch_sizes`` covers: every request of the rounds' turns, warm-up
+    #: included (server counters are read only when nothing is in flight).
+    batched_requests: int = 0
     #: What the ``null`` system reached with the same clients: the load generator's ceiling.
     client_ceiling_qps: float | None = None
     #: CPU use in % of one core: the harness and its client processes (for an in-process

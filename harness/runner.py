@@ -1,35 +1,40 @@
-"""Run a scenario: each system in turn is started, checked, measured at every point, stopped.
+"""Run a scenario: start every system, measure each point in paired rounds, stop them all.
 
-Systems run one after another, never side by side, so an idle server never competes with
-the one being measured. Whatever happens (a failing system, Ctrl-C) every system that was
+The systems of a scenario are started one after another (each checked for correct
+replies and watched idle), then each load point is measured in rounds across all of
+them (:mod:`harness.rounds`), then each system's record at that point is judged and the
+result file rewritten. Whatever happens (a failing system, Ctrl-C) every system that was
 started is stopped, and the records measured so far are saved with ``complete: false``.
 
-Each point is measured ``repeats`` times (see :mod:`harness.loadgen` for one repeat), then
-judged: stable, long enough, error rate under the threshold, and not client-bound, which
-compares it with the ``null`` system measured with the same clients in the same run.
+Before anything runs, the machine's own noise floor is measured (a fixed CPU loop) and
+recorded with the measurement settings in the result's environment: a benchmark cannot
+be more precise than the machine it runs on, and the reader should know how precise
+that was.
 """
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable, Sequence
+import secrets
+import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import Any
 
 from engines.workloads import Workload, create_workload
-from harness.aggregate import judge, summarize
-from harness.equivalence import check_equivalent
-from harness.errors import BenchError, SystemFailure
-from harness.loadgen import Host, ProcessHost, ThreadHost, clock, drive, plans
-from harness.measurement import STABLE_SET, Run, Timing
-from harness.measurement import Probe as LoadProbe
+from harness.errors import BenchError
+from harness.loadgen import drive
+from harness.measurement import Run, Timing
 from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
+from harness.rounds import Contender, PointPlan, measure_rounds, point_records, unmeasured
 from harness.scenario import Load, Scenario, SystemSpec
-from harness.system import Client, LoadGenerator, System, create_system
+from harness.stats import cpu_noise_floor
+from harness.system import System, create_system
+from harness.turn import _hosts, client_processes, senders_of
 
-READY_TIMEOUT_S = 120.0
 #: The client ceiling is a quick measurement: it only has to be far above the systems.
 CEILING_TIMING = Timing(warmup_s=0.2, window_s=0.25, max_windows=4, stability_pct=100.0)
 
@@ -41,167 +46,27 @@ class RunOptions:
     warmup_s: float | None = None
     duration_s: float | None = None
     repeats: int | None = None
-    max_windows: int | None = None
+    max_repeats: int | None = None
 
     def apply(self, load: Load) -> Load:
         changes = {k: v for k, v in vars(self).items() if v is not None}
-        if "max_windows" in changes:
-            changes["max_windows"] = max(3, changes["max_windows"])
+        if "repeats" in changes and "max_repeats" not in changes:
+            changes["max_repeats"] = max(load.max_repeats, changes["repeats"])
         return load.model_copy(update=changes)
-
-
-def timing_of(load: Load) -> Timing:
-    return Timing(
-        warmup_s=load.warmup_s,
-        window_s=load.duration_s / STABLE_SET,
-        max_windows=load.max_windows,
-        stability_pct=load.stability_pct,
-    )
 
 
 class Progress:
     """What the runner tells the CLI while it works; the default says nothing."""
 
-    def point_started(self, label: str, point: str, seconds: float) -> None: ...
+    def point_started(self, point: str, seconds: float) -> None: ...
+
+    def round_started(self, point: str, round_index: int) -> None: ...
 
     def tick(self, elapsed: float) -> None: ...
 
-    def point_finished(self, record: PointRecord) -> None: ...
+    def point_finished(self, records: Sequence[PointRecord]) -> None: ...
 
     def message(self, text: str) -> None: ...
-
-
-# -- one repeat --------------------------------------------------------------------------
-
-
-def _cpu_seconds(pids: Sequence[int], with_children: bool) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            family = [process, *process.children(recursive=True)] if with_children else [process]
-            for member in family:
-                times = member.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
-
-
-def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], LoadProbe]:
-    """Readings at each window boundary: client and server CPU so far, server counters."""
-
-    def probe() -> LoadProbe:
-        server = system.server_pids()
-        return LoadProbe(
-            t_ns=clock(),
-            client_cpu_s=_cpu_seconds(client_pids, with_children=False),
-            server_cpu_s=_cpu_seconds(server, with_children=True) if server else None,
-            stats=system.stats(),
-        )
-
-    return probe
-
-
-def senders_of(load: Load, point: float) -> int:
-    """Concurrent senders: the clients (closed loop) or the open loop's sender pool."""
-    return int(point) if load.mode == "closed" else load.max_outstanding
-
-
-def client_processes(system: System, load: Load, point: float) -> int:
-    """Client processes the point gets: 1 (threads here) unless asked and possible."""
-    if load.client_processes == 1 or system.client_factory() is None:
-        return 1
-    return len(plans(load.mode, senders_of(load, point), load.client_processes, 1.0))
-
-
-def _hosts(system: System, workload: Workload, load: Load, point: float, seed: int) -> list[Host]:
-    """Senders for one repeat: threads here, or client processes if the system allows."""
-    processes = client_processes(system, load, point)
-    factory = system.client_factory() if processes > 1 else None
-    host_plans = plans(
-        load.mode,
-        senders_of(load, point),
-        processes,
-        load.request_timeout_s,
-        rate=point if load.mode == "open" else 0.0,
-        arrival=load.arrival,
-        seed=seed,
-    )
-    if factory is None:
-        plan = host_plans[0]
-        clients: list[Client] = []
-        try:
-            while len(clients) < plan.senders:
-                clients.append(system.client())
-        except BaseException:
-            for client in clients:
-                client.close()
-            raise
-        return [ThreadHost(clients, [workload.make_request() for _ in clients], plan)]
-    hosts = [ProcessHost(factory, workload.make_request(), plan) for plan in host_plans]
-    try:
-        for host in hosts:
-            host.wait_ready()
-    except BaseException:
-        for host in hosts:
-            host.close()
-        raise
-    return hosts
-
-
-def measure_repeat(
-    system: System,
-    own: LoadGenerator | None,
-    workload: Workload,
-    load: Load,
-    point: float,
-    seed: int,
-    on_tick: Callable[[float], None] | None = None,
-) -> Run:
-    timing = timing_of(load)
-    if own is not None:
-        return own.run(point, timing, make_probe(system, []))
-    hosts = _hosts(system, workload, load, point, seed)
-    try:
-        pids = [os.getpid()] + [pid for host in hosts for pid in host.pids()]
-        return drive(hosts, timing, load.request_timeout_s, make_probe(system, pids), on_tick)
-    finally:
-        for host in hosts:
-            host.close()
-
-
-# -- a point: repeats, then the verdict --------------------------------------------------
-
-
-def measure_point(
-    system: System,
-    own: LoadGenerator | None,
-    spec: SystemSpec,
-    workload: Workload,
-    load: Load,
-    point: float,
-    on_tick: Callable[[float], None] | None = None,
-) -> PointRecord:
-    runs = []
-    done = 0.0
-    for repeat in range(load.repeats):
-
-        def tick(elapsed: float, before: float = done) -> None:
-            if on_tick:
-                on_tick(before + elapsed)
-
-        run = measure_repeat(system, own, workload, load, point, repeat, tick)
-        done += (run.boundaries_ns[-1] - run.boundaries_ns[0]) / 1e9 + load.warmup_s
-        runs.append(run)
-    record = summarize(system, spec, load, point, runs)
-    if own is not None:
-        record.client_processes = 1
-        record.load_generator = getattr(own, "name", type(own).__name__)
-    else:
-        record.client_processes = client_processes(system, load, point)
-        record.load_generator = "processes" if record.client_processes > 1 else "threads"
-    return record
 
 
 class Ceilings:
@@ -212,10 +77,9 @@ class Ceilings:
         self._progress = progress
         self._found: dict[tuple[int, int], float] = {}
 
-    def of(
-        self, system: System, own: LoadGenerator | None, load: Load, point: float
-    ) -> float | None:
-        if own is not None or system.spec.name == "null":
+    def of(self, contender: Contender, load: Load, point: float) -> float | None:
+        system = contender.system
+        if contender.own is not None or system.spec.name == "null":
             return None  # another load generator, or the ceiling itself
         key = (client_processes(system, load, point), senders_of(load, point))
         if key not in self._found:
@@ -224,12 +88,7 @@ class Ceilings:
 
     def _measure(self, processes: int, senders: int, load: Load) -> float:
         null_load = load.model_copy(
-            update={
-                "clients": [senders],
-                "rates": None,
-                "client_processes": processes,
-                "repeats": 1,
-            }
+            update={"clients": [senders], "rates": None, "client_processes": processes}
         )
         scenario = self._scenario.model_copy(update={"load": null_load})
         spec = SystemSpec(name="null")
@@ -251,70 +110,44 @@ def _ceiling_run(null: System, workload: Workload, load: Load, senders: int) -> 
             host.close()
 
 
-def _unmeasured(spec: SystemSpec, load: Load, point: float, reason: str) -> PointRecord:
-    return PointRecord(
-        system=spec.name,
-        label=spec.column,
-        clients=int(point) if load.mode == "closed" else None,
-        rate=float(point) if load.mode == "open" else None,
-        failure=reason,
-    )
+def measurement_settings(load: Load) -> dict[str, Any]:
+    """What this run applied and found, for the result's environment."""
+    floor = cpu_noise_floor()
+    return {
+        "noise_floor_cv_pct": round(floor, 2),
+        "precision_pct": load.precision_pct,
+        "cpu_affinity": sorted(os.sched_getaffinity(0)),
+        "gc_enabled": gc.isenabled(),
+        "switch_interval_s": sys.getswitchinterval(),
+        "pairing": "rounds across systems, order rotated each round",
+    }
 
 
-def failure_reason(system: System, exc: Exception) -> str:
-    """Why a system failed. A connection error is only the symptom of a server that died:
-    then the server's exit (code and log tail) is the reason given."""
-    if isinstance(exc, BenchError):
-        return str(exc)
-    if system.server_pids():  # started: a dead server is the cause
-        try:
-            system.check_alive()
-        except SystemFailure as dead:
-            return str(dead)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def run_system(
-    scenario: Scenario,
-    spec: SystemSpec,
-    load: Load,
-    ceilings: Ceilings,
-    progress: Progress,
-) -> list[PointRecord]:
-    """Every load point of one system; a failure marks the points it left unmeasured."""
-    records: list[PointRecord] = []
-    workload = create_workload(scenario.workload.name, scenario.workload.options)
-    system = create_system(spec, scenario)
-    seconds = load.repeats * (load.warmup_s + load.duration_s)
-    try:
+def _start_all(
+    scenario: Scenario, progress: Progress, load: Load
+) -> tuple[list[Contender], dict[str, str]]:
+    """Start every system once; those that fail to start are reported, not measured."""
+    contenders: list[Contender] = []
+    failed: dict[str, str] = {}
+    for spec in scenario.systems:
         progress.message(f"starting {spec.column}")
-        system.start()
-        system.ready(READY_TIMEOUT_S)
-        check_equivalent(system, spec, workload)
-        own = system.load_generator()
-        for point in load.points:
-            ceiling = ceilings.of(system, own, load, point)
-            blank = _unmeasured(spec, load, point, reason="")
-            progress.point_started(spec.column, blank.point_name, seconds)
-            record = measure_point(system, own, spec, workload, load, point, progress.tick)
-            records.append(judge(record, load, ceiling))
-            try:
-                system.check_alive()
-            except SystemFailure as exc:
-                record.failure = str(exc)  # it died during this point: its numbers are void
-                raise
-            finally:
-                progress.point_finished(record)
-    except Exception as exc:
-        reason = failure_reason(system, exc)
-        progress.message(f"[red]{spec.column} failed:[/red] {reason}")
-        measured = {record.point for record in records}
-        records.extend(
-            _unmeasured(spec, load, point, reason) for point in load.points if point not in measured
-        )
-    finally:
-        system.stop()
-    return records
+        contender = Contender.create(scenario, spec)
+        contenders.append(contender)
+        try:
+            contender.start(first=True)
+        except Exception as exc:
+            failed[spec.column] = contender.fail(exc)
+            progress.message(f"[red]{spec.column} failed:[/red] {contender.failure}")
+            contender.stop()
+            continue
+        idle = contender.idle_cpu_pct or 0.0
+        if contender.restart:
+            progress.message(
+                f"{spec.column} uses {idle:.0f} % of a core while idle: "
+                "it is stopped while the others are measured"
+            )
+            contender.stop()
+    return contenders, failed
 
 
 def run_scenario(
@@ -324,22 +157,88 @@ def run_scenario(
     options: RunOptions = RunOptions(),
     progress: Progress | None = None,
 ) -> RunResult:
-    """Run every system of ``scenario``; the result file is rewritten after each system."""
+    """Run every system of ``scenario``; the result file is rewritten after each point."""
     progress = progress or Progress()
     load = options.apply(scenario.load)
-    ceilings = Ceilings(scenario, progress)
+    if load.seed is None:
+        load = load.model_copy(update={"seed": secrets.randbelow(2**31)})
+    scenario = scenario.model_copy(update={"load": load})
+    env = environment()
+    env["measurement"] = measurement_settings(load)
+    floor = env["measurement"]["noise_floor_cv_pct"]
+    if floor > load.precision_pct / 2:
+        progress.message(
+            f"note: this machine's noise floor is {floor:.1f} % (a fixed CPU loop's spread): "
+            f"precision of ±{load.precision_pct:g} % may not be reachable"
+        )
     result = RunResult(
         scenario=scenario.model_dump(mode="json"),
         scenario_file=str(scenario_file),
-        environment=environment(),
+        environment=env,
         started_at=now_iso(),
     )
+    contenders: list[Contender] = []
     try:
-        for spec in scenario.systems:
-            result.records.extend(run_system(scenario, spec, load, ceilings, progress))
+        contenders, _ = _start_all(scenario, progress, load)
+        ceilings = Ceilings(scenario, progress)
+        budget = load.budget_s / len(load.points) if load.budget_s else None
+        for index, point in enumerate(load.points):
+            result.records.extend(
+                _measure_point(scenario, contenders, ceilings, progress, load, point, index, budget)
+            )
             write_atomic(result_path, result.to_json())
         result.complete = True
     finally:
+        for contender in contenders:
+            contender.stop()
         result.finished_at = now_iso()
         write_atomic(result_path, result.to_json())
     return result
+
+
+def _measure_point(
+    scenario: Scenario,
+    contenders: list[Contender],
+    ceilings: Ceilings,
+    progress: Progress,
+    load: Load,
+    point: float,
+    index: int,
+    budget: float | None,
+) -> list[PointRecord]:
+    name = f"{point:g} clients" if load.mode == "closed" else f"{point:g} req/s"
+    active = [c for c in contenders if not c.failure]
+    found: dict[str, float | None] = {}
+    for contender in active:
+        try:
+            found[contender.label] = ceilings.of(contender, load, point)
+        except BenchError as exc:
+            progress.message(f"client ceiling unknown: {exc}")
+    for contender in contenders:
+        contender.runs = {}
+    per_round = len(active) * (load.warmup_s + load.duration_s)
+    progress.point_started(name, load.repeats * per_round)
+
+    began = time.perf_counter()
+
+    def failed(contender: Contender) -> None:
+        progress.message(f"[red]{contender.label} failed:[/red] {contender.failure}")
+
+    def round_started(round_index: int) -> None:
+        progress.round_started(name, round_index)
+
+    def tick(_: float) -> None:
+        progress.tick(time.perf_counter() - began)
+
+    plan = PointPlan(load, point, index, load.seed or 0, budget)
+    measure_rounds(active, plan, round_started, tick, failed)
+    records = point_records(active, load, point, found, scenario.baseline_column)
+    records += [
+        unmeasured(c.spec, load, point, c.failure or "not started")
+        for c in contenders
+        if c not in active
+    ]
+    order = {c.label: i for i, c in enumerate(contenders)}
+    records.sort(key=lambda r: order[r.label])
+    progress.point_finished(records)
+    return records

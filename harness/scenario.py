@@ -107,9 +107,15 @@ class Load(Frozen):
 
     The sweep chooses the mode: ``clients`` (closed loop: each client sends, waits for the
     reply, repeats) or ``rates`` (open loop: requests/s arriving on a schedule, latency
-    timed from each request's scheduled send). Each point is measured ``repeats`` times:
-    a warm-up, then windows of ``duration_s / 3`` until the last 3 agree within
-    ``stability_pct`` (QPS and TP50) or ``max_windows`` is reached; those 3 are reported.
+    timed from each request's scheduled send).
+
+    Each point is measured in **rounds**: in a round every system of the scenario runs
+    once (a warm-up, then ``duration_s`` in 3 windows), in an order rotated from round to
+    round, so all systems see the same conditions and each round gives one paired
+    observation per system. After ``repeats`` rounds, rounds are added until the 95 %
+    interval of every system's QPS is within ``precision_pct`` of it, ``max_repeats`` is
+    reached or the point's share of ``budget_s`` is spent. ``stability_pct`` (off by
+    default) adds perf_analyzer's rule inside a round: windows until the last 3 agree.
     """
 
     clients: list[PositiveInt] | None = Field(default=None, min_length=1)
@@ -121,23 +127,37 @@ class Load(Frozen):
     #: Client processes for systems reached over the network (one process per client at
     #: most); in-process systems are always driven by threads of the harness itself.
     client_processes: PositiveInt = 1
-    warmup_s: Annotated[float, Field(ge=0)] = 2.0
-    #: Measured seconds per repeat (the 3 reported windows together).
-    duration_s: PositiveFloat = 10.0
+    #: Warm-up of each system's turn in a round (its clients connect, caches fill).
+    warmup_s: Annotated[float, Field(ge=0)] = 0.5
+    #: Measured seconds per turn (3 windows).
+    duration_s: PositiveFloat = 2.0
+    #: Rounds at least (6 is the fewest that give a 95 % interval of a median), and at most.
+    repeats: PositiveInt = 6
+    max_repeats: PositiveInt = 15
+    #: A point is precise (✓) when its QPS interval's half-width is within this % of it.
+    precision_pct: PositiveFloat = 5.0
+    #: Seconds of measuring for the whole scenario (shared evenly by its points): past a
+    #: point's share no round is added, whatever the precision. None: no limit.
+    budget_s: PositiveFloat | None = None
+    #: Optional per-window stability rule inside a turn (max/min of the last 3 windows'
+    #: QPS and TP50 within this %), windows added up to ``max_windows``. None: off.
+    stability_pct: PositiveFloat | None = None
     max_windows: Annotated[int, Field(ge=3)] = 10
-    stability_pct: PositiveFloat = 10.0
-    repeats: PositiveInt = 3
+    #: Seed of the open-loop arrival schedule; None draws one per run (recorded).
+    seed: Annotated[int, Field(ge=0)] | None = None
     #: Every request has this deadline; a later reply or none at all is a timeout.
     request_timeout_s: PositiveFloat = 30.0
     #: Validity: (errors + timeouts) / sent must stay at or under this.
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.001
-    #: Validity: a repeat must measure at least this long.
+    #: Validity: the rounds together must measure at least this long.
     min_duration_s: Annotated[float, Field(ge=0)] = 1.0
 
     @model_validator(mode="after")
     def _one_sweep(self) -> Load:
         if (self.clients is None) == (self.rates is None):
             raise ValueError("give clients (closed loop) or rates (open loop), exactly one")
+        if self.max_repeats < self.repeats:
+            raise ValueError(f"max_repeats ({self.max_repeats}) is below repeats ({self.repeats})")
         return self
 
     @property
@@ -161,6 +181,9 @@ class SystemSpec(Frozen):
     name: str
     label: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Workload parameters this system overrides (e.g. ``{dtype: bytes}``), so that two
+    #: variants of one workload are compared in one paired run.
+    workload: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def column(self) -> str:
@@ -185,6 +208,30 @@ class Scenario(Frozen):
     serving: Serving = Serving()
     load: Load
     systems: list[SystemSpec] = Field(min_length=1)
+    #: The column every other system's QPS and TP50 are divided by (default: the first).
+    baseline: str | None = None
+
+    @property
+    def baseline_column(self) -> str:
+        return self.baseline or self.systems[0].column
+
+    def for_system(self, spec: SystemSpec) -> Scenario:
+        """The scenario as ``spec`` runs it: its workload overrides applied."""
+        if not spec.workload:
+            return self
+        workload = WorkloadSpec.model_validate(
+            {"name": self.workload.name, **self.workload.options, **spec.workload}
+        )
+        return self.model_copy(update={"workload": workload})
+
+    @model_validator(mode="after")
+    def _baseline_is_a_column(self) -> Scenario:
+        columns = [spec.column for spec in self.systems]
+        if self.baseline is not None and self.baseline not in columns:
+            raise ValueError(
+                f"baseline: {self.baseline!r} is not a column (columns: {', '.join(columns)})"
+            )
+        return self
 
     @field_validator("systems", mode="before")
     @classmethod
@@ -248,11 +295,15 @@ def _check_plugin_options(path: Path, scenario: Scenario) -> None:
     """Validate the blocks that the workload and each system define for themselves."""
     from harness.system import system_class
 
+    params = workload_class(scenario.workload.name).Params
     blocks: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
-        ("workload.", workload_class(scenario.workload.name).Params, scenario.workload.options)
+        ("workload.", params, scenario.workload.options)
     ]
     for index, spec in enumerate(scenario.systems):
         blocks.append((f"systems.{index}.options.", system_class(spec.name).Options, spec.options))
+        if spec.workload:
+            merged = {**scenario.workload.options, **spec.workload}
+            blocks.append((f"systems.{index}.workload.", params, merged))
     for prefix, model, options in blocks:
         try:
             model.model_validate(options)

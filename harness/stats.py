@@ -29,15 +29,6 @@ PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99}
 LATENCY_KEYS = (*PERCENTILES, "max", "mean")
 
 
-#: Two-sided 95 % Student t quantiles by degrees of freedom (no SciPy needed).
-_T95 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-    9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
-    17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000,
-    120: 1.980,
-}  # fmt: skip
-
-
 def percentile_ns(latencies_ns: np.ndarray, percent: float) -> int:
     """Nearest-rank percentile of a non-empty sample."""
     ordered = np.sort(latencies_ns, kind="stable")
@@ -95,21 +86,75 @@ def is_stable(windows: Sequence[WindowStats], pct: float) -> bool:
     return within([w.qps for w in last], pct) and within([w.p50_ms for w in last], pct)
 
 
-def t95(df: int) -> float:
-    """Student's t two-sided 95 % quantile; conservative (next lower df) between entries."""
-    return _T95[max(k for k in _T95 if k <= df)]
+#: How every interval of a point is computed, as recorded in its result.
+INTERVAL_METHOD = "median, 95 % distribution-free (order statistics, sign test)"
+CONFIDENCE = 0.95
 
 
-def median_ci95(values: Sequence[float]) -> tuple[float, tuple[float, float] | None]:
-    """The median of repeated measurements and a 95 % CI of their mean (Student's t).
+def order_rank(n: int, confidence: float = CONFIDENCE) -> int | None:
+    """The rank ``k`` for which ``[x_(k), x_(n+1-k)]`` of ``n`` sorted observations covers
+    the population median with at least ``confidence``, as tight as possible.
 
-    With fewer than two repeats there is no interval: ``None``, never a fake zero width.
+    The number of observations below the median is Binomial(n, 1/2) whatever their
+    distribution, so the coverage is ``1 - 2 P(B <= k - 1)``: exact, with no assumption
+    of normality (our QPS rounds are skewed by outside blips). With fewer than 6
+    observations even ``[min, max]`` covers less than 95 %: ``None``.
     """
-    if not values:
+    best = None
+    below = 0.0  # P(B <= k - 1)
+    for k in range(1, n // 2 + 1):
+        below += math.comb(n, k - 1) / 2**n
+        if 1 - 2 * below < confidence:
+            break
+        best = k
+    return best
+
+
+def median_interval(values: Sequence[float]) -> tuple[float, tuple[float, float] | None]:
+    """The median of ``values`` and its distribution-free 95 % interval (``None`` with
+    fewer than 6 values: no honest interval exists, and no fake one is given)."""
+    finite = sorted(v for v in values if math.isfinite(v))
+    if not finite:
         return math.nan, None
-    middle = statistics.median(values)
-    if len(values) < 2:
+    middle = statistics.median(finite)
+    k = order_rank(len(finite))
+    if k is None:
         return middle, None
-    mean = statistics.fmean(values)
-    half = t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return middle, (mean - half, mean + half)
+    return middle, (finite[k - 1], finite[len(finite) - k])
+
+
+def half_width_pct(center: float, interval: tuple[float, float] | None) -> float | None:
+    """The larger side of ``interval`` around ``center``, in % of it: the printed ±."""
+    if interval is None or not math.isfinite(center) or center <= 0:
+        return None
+    low, high = interval
+    return 100 * max(center - low, high - center) / center
+
+
+def paired_ratios(values: Sequence[float], baseline: Sequence[float]) -> list[float]:
+    """Per-round ratios of one system to the baseline, over the rounds both measured.
+
+    Both sides of a round ran back to back under the same conditions, so a slow spell of
+    the machine moves both and cancels in the ratio: its spread is far below either's.
+    """
+    return [
+        a / b
+        for a, b in zip(values, baseline, strict=False)
+        if math.isfinite(a) and math.isfinite(b) and b > 0
+    ]
+
+
+def cpu_noise_floor(slices: int = 10, slice_s: float = 0.1) -> float:
+    """The machine's own spread: a fixed pure-Python loop timed ``slices`` times, as the
+    coefficient of variation (%) of its rate. A benchmark cannot be more precise than this.
+    """
+    import time
+
+    rates = []
+    for _ in range(slices):
+        count, began = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - began) < slice_s:
+            sum(range(1000))
+            count += 1
+        rates.append(count / elapsed)
+    return 100 * statistics.stdev(rates) / statistics.fmean(rates)

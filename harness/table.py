@@ -14,8 +14,11 @@ from harness.results import PointRecord
 
 VALID, INVALID = "✓", "✗"
 LEGEND = (
-    f"{VALID} valid: stable, long enough, error rate under the threshold, not client-bound; "
-    f"{INVALID} why not. QPS: median of repeats (± half the 95 % CI)."
+    f"{VALID} valid: precise (QPS interval within the scenario's precision), long enough, "
+    f"error rate under the threshold, not client-bound; {INVALID} why not. "
+    "QPS: median of the rounds ± the larger side of its 95 % interval (order statistics; "
+    "none below 6 rounds). x: QPS ratio to the baseline column, median of the paired "
+    "rounds [95 % interval]."
 )
 
 
@@ -29,16 +32,26 @@ def mark(record: PointRecord) -> str:
     return VALID if record.valid else f"{INVALID} " + "+".join(record.invalid_reasons)
 
 
+def _ratio(record: PointRecord) -> str:
+    ratio = record.ratio
+    if ratio is None or ratio.baseline == record.label or not math.isfinite(ratio.qps):
+        return ""
+    if ratio.qps_ci95:
+        low, high = ratio.qps_ci95
+        return f" · x{ratio.qps:.3g} [{low:.3g}, {high:.3g}]"
+    return f" · x{ratio.qps:.3g}"
+
+
 def cell(record: PointRecord) -> str:
     if record.failure:
         return f"failed: {record.failure.splitlines()[0][:60]}"
     latency = record.latency_ms
-    spread = ""
-    if record.qps_ci95 and record.qps > 0:
-        low, high = record.qps_ci95
-        spread = f" ±{(high - low) / 2 / record.qps:.0%}"
+    if record.precision_pct is not None:
+        spread = f" ±{record.precision_pct:.1f} %"
+    else:
+        spread = f" (no interval: {record.repeats} round{'s' * (record.repeats != 1)})"
     text = (
-        f"QPS {record.qps:.0f}{spread} · TP50 {_ms(latency['p50'])} ms"
+        f"QPS {record.qps:.0f}{spread}{_ratio(record)} · TP50 {_ms(latency['p50'])} ms"
         f" · TP99 {_ms(latency['p99'])} ms"
     )
     if record.errors or record.timeouts:

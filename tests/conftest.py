@@ -29,7 +29,13 @@ def hello_scenario(**overrides: Any) -> dict[str, Any]:
         "name": "test_hello",
         "workload": {"name": "echo", "payload": "HelloWorld"},
         "serving": {"instances": 1, "batching_timeout_ms": 0, "max_batch": 1},
-        "load": {"clients": [1, 3], "warmup_s": 0.1, "duration_s": 0.4},
+        "load": {
+            "clients": [1, 3],
+            "warmup_s": 0.1,
+            "duration_s": 0.4,
+            "repeats": 2,
+            "max_repeats": 2,
+        },
         "systems": ["pipe", "pipe+thrift", "thrift", "triton"],
     }
     data.update(overrides)

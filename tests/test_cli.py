@@ -57,7 +57,7 @@ def test_unknown_system_filter_exits_2(write_scenario, tmp_path):
 def test_a_killed_server_fails_its_system_and_keeps_the_others(write_scenario, tmp_path):
     scenario = hello_scenario(
         systems=["thrift", "pipe"],
-        load={"clients": [2], "warmup_s": 0.1, "duration_s": 4, "repeats": 1},
+        load={"clients": [2], "warmup_s": 0.1, "duration_s": 4, "repeats": 1, "max_repeats": 1},
     )
     path = write_scenario(scenario)
     results = tmp_path / "results"

@@ -40,7 +40,7 @@ def test_a_wrong_answer_stops_that_system_and_only_that_one(monkeypatch, write_s
         scenario,
         path,
         tmp_path / "result.json",
-        runner.RunOptions(warmup_s=0.05, duration_s=0.3, repeats=1, max_windows=3),
+        runner.RunOptions(warmup_s=0.05, duration_s=0.3, repeats=1, max_repeats=1),
     )
     wrong = [record for record in result.records if record.label == "wrong-echo"]
     right = [record for record in result.records if record.label == "pipe"]

@@ -28,27 +28,31 @@ QUICK_LOAD = {"warmup_s": 0.1, "duration_s": 0.6, "max_windows": 3, "min_duratio
 
 def _record(**fields) -> PointRecord:
     base = dict(system="x", label="x", clients=1, qps=1000.0, sent=3000, ok=3000, stable=True)
-    base.update(repeats=3, duration_s=3.0)
+    base.update(repeats=6, duration_s=3.0, qps_ci95=[970.0, 1040.0])  # ±4 %
     base.update(fields)
     return PointRecord(**base)
 
 
 @pytest.mark.parametrize(
-    ("fields", "ceiling", "reasons"),
+    ("fields", "ceiling", "load", "reasons"),
     [
-        ({}, 10_000.0, []),
-        ({}, None, []),
-        ({"stable": False}, 10_000.0, ["unstable"]),
-        ({"duration_s": 1.5}, 10_000.0, ["short"]),  # 0.5 s per repeat < 1 s
-        ({"ok": 99, "sent": 99}, 10_000.0, ["short"]),  # too few replies for a p99
-        ({"errors": 4}, 10_000.0, ["errors"]),  # 4 / 3000 > 0.1 %
-        ({"errors": 2, "timeouts": 1}, 10_000.0, []),  # 3 / 3000 = 0.1 %: at the limit
-        ({"sent": 0, "ok": 0}, 10_000.0, ["short", "errors"]),
-        ({}, 1_999.0, ["client-bound"]),  # QPS above half the client ceiling
+        ({}, 10_000.0, {}, []),
+        ({}, None, {}, []),
+        ({"qps_ci95": [940.0, 1010.0]}, None, {}, ["imprecise"]),  # 6 % below > 5 %
+        ({"qps_ci95": [940.0, 1010.0]}, None, {"precision_pct": 7}, []),
+        ({"qps_ci95": None, "repeats": 3}, None, {}, ["imprecise"]),  # no interval at all
+        ({"stable": False}, 10_000.0, {}, []),  # the window rule is off by default
+        ({"stable": False}, 10_000.0, {"stability_pct": 10}, ["unstable"]),
+        ({"duration_s": 0.5}, 10_000.0, {}, ["short"]),  # 0.5 s in all < 1 s
+        ({"ok": 99, "sent": 99}, 10_000.0, {}, ["short"]),  # too few replies for a p99
+        ({"errors": 4}, 10_000.0, {}, ["errors"]),  # 4 / 3000 > 0.1 %
+        ({"errors": 2, "timeouts": 1}, 10_000.0, {}, []),  # 3 / 3000 = 0.1 %: at the limit
+        ({"sent": 0, "ok": 0}, 10_000.0, {}, ["short", "errors"]),
+        ({}, 1_999.0, {}, ["client-bound"]),  # QPS above half the client ceiling
     ],
 )
-def test_validity_verdict(fields, ceiling, reasons):
-    record = judge(_record(**fields), Load(clients=[1]), ceiling)
+def test_validity_verdict(fields, ceiling, load, reasons):
+    record = judge(_record(**fields), Load(clients=[1], **load), ceiling)
     assert record.invalid_reasons == reasons
     assert record.valid is (not reasons)
     assert record.client_bound is ("client-bound" in reasons)
@@ -59,7 +63,7 @@ def test_records_carry_every_field_with_consistent_numbers(make_scenario, tmp_pa
     scenario = make_scenario(
         systems=["pipe"],
         serving={"instances": 1, "batching_timeout_ms": 2, "max_batch": 4},
-        load={"clients": [1, 4], "repeats": 2, **QUICK_LOAD},
+        load={"clients": [1, 4], "repeats": 6, "max_repeats": 6, **QUICK_LOAD},
     )
     result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
     saved = json.loads((tmp_path / "r.json").read_text())
@@ -69,15 +73,19 @@ def test_records_carry_every_field_with_consistent_numbers(make_scenario, tmp_pa
         assert record.failure is None and record.rate is None
         assert record.sent == record.ok + record.errors + record.timeouts > 0
         assert set(record.latency_ms) == {"p50", "p90", "p95", "p99", "max", "mean"}
-        assert record.repeats == 2 and len(record.qps_repeats) == 2
-        low, high = record.qps_ci95
-        assert low <= sum(record.qps_repeats) / 2 <= high
+        assert record.repeats == 6 and len(record.qps_repeats) == len(record.p50_repeats) == 6
+        low, high = record.qps_ci95  # 6 rounds: [min, max] of the rounds (96.9 %)
+        assert (low, high) == (min(record.qps_repeats), max(record.qps_repeats))
+        assert low <= record.qps <= high
+        assert record.precision_pct == pytest.approx(
+            100 * max(record.qps - low, high - record.qps) / record.qps
+        )
         assert record.client_ceiling_qps > record.qps
         assert record.cpu["client_pct"] > 0 and record.cpu["server_pct"] is None
         assert record.load_generator == "threads"
-        # The formed batches of the measured windows: about the requests measured.
+        # The formed batches count exactly the requests of the turns (warm-up included).
         formed = sum(size * count for size, count in record.batch_sizes.items())
-        assert formed == pytest.approx(record.ok, rel=0.1)
+        assert formed == record.batched_requests > record.ok
     one, four = result.records
     assert set(one.batch_sizes) == {1}  # a lone client never fills a batch
     assert max(four.batch_sizes) > 1  # four clients and a 2 ms wait do
@@ -94,13 +102,14 @@ def test_bench_run_prints_validity_marks(write_scenario, tmp_path):
         cell = row.split(" | ")[1]
         expected = "✓" if record["valid"] else "✗ " + "+".join(record["invalid_reasons"])
         assert cell.rstrip(" |").endswith(expected), row
-        assert record["repeats"] == 1 and record["qps_ci95"] is None  # --quick: one repeat
+        assert record["repeats"] == 1 and record["qps_ci95"] is None  # --quick: one round
     assert "✓ valid" in done.stdout  # the legend
 
 
 def test_open_loop_scenario_keeps_its_rate(make_scenario, tmp_path):
     scenario = make_scenario(
-        systems=["pipe"], load={"rates": [300], "arrival": "constant", "repeats": 1, **QUICK_LOAD}
+        systems=["pipe"],
+        load={"rates": [300], "arrival": "constant", "repeats": 1, "max_repeats": 1, **QUICK_LOAD},
     )
     result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
     (record,) = result.records
@@ -115,7 +124,7 @@ def test_client_processes_drive_rpc_systems_and_threads_drive_in_process_ones(
 ):
     scenario = make_scenario(
         systems=["pipe", "thrift"],
-        load={"clients": [3], "client_processes": 2, "repeats": 1, **QUICK_LOAD},
+        load={"clients": [3], "client_processes": 2, "repeats": 1, "max_repeats": 1, **QUICK_LOAD},
     )
     result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
     pipe, thrift = result.records
@@ -134,7 +143,7 @@ def test_triton_batch_histogram_and_perf_analyzer_interop(make_scenario, tmp_pat
             {"name": "triton", "label": "triton-pa", "options": {"client": "perf_analyzer"}},
         ],
         serving={"instances": 1, "batching_timeout_ms": 5, "max_batch": 4},
-        load={"clients": [4], "repeats": 1, **QUICK_LOAD, "stability_pct": 50},
+        load={"clients": [4], "repeats": 1, "max_repeats": 1, **QUICK_LOAD, "stability_pct": 50},
     )
     result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
     ours, theirs = result.records

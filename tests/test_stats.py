@@ -6,7 +6,6 @@ import itertools
 import math
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,9 +14,7 @@ from harness.stats import (
     WindowStats,
     is_stable,
     latency_summary_ms,
-    median_ci95,
     percentile_ns,
-    t95,
     window_stats,
     within,
 )
@@ -61,25 +58,6 @@ def test_merging_parts_is_lossless(values, cuts):
     merged = Samples.concat(parts)
     assert latency_summary_ms(merged.latency_ns) == latency_summary_ms(stream)
     assert len(merged) == len(values)
-
-
-def test_ci95_of_known_values():
-    middle, ci = median_ci95([10.0, 12.0, 14.0])  # mean 12, s 2, t(2) 4.303
-    half = 4.303 * 2 / math.sqrt(3)
-    assert middle == 12
-    assert ci == pytest.approx((12 - half, 12 + half))
-    assert median_ci95([5.0, 5.0, 5.0, 5.0])[1] == (5.0, 5.0)
-
-
-def test_ci95_needs_two_repeats_and_the_median_resists_an_outlier():
-    assert median_ci95([42.0]) == (42.0, None)
-    middle, (low, high) = median_ci95([100.0, 101.0, 1000.0])
-    assert middle == 101 and low < 101 < high
-
-
-def test_t_quantiles_are_conservative_between_table_entries():
-    assert t95(1) == 12.706 and t95(2) == 4.303 and t95(30) == 2.042
-    assert t95(35) == t95(30) and t95(10_000) == 1.98
 
 
 def test_stability_rule_uses_max_over_min_of_the_last_three():

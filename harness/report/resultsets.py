@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.results import PointRecord, read_result
+from harness.results import PointRecord, Ratio, read_result
 
 Record = dict[str, Any]
 #: A load point: ("clients", 10) for closed loop, ("rate", 500.0) for open loop.
@@ -133,4 +133,6 @@ def as_point_record(record: Record) -> PointRecord:
     for flag in ("valid", "stable"):
         if flag in known:
             values.setdefault(flag, True)
+    if isinstance(values.get("ratio"), dict):
+        values["ratio"] = Ratio(**values["ratio"])
     return PointRecord(**values)

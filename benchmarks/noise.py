@@ -1,0 +1,288 @@
+"""Where does the spread of our numbers come from? Measure each candidate cause.
+
+For pipe, pipe+thrift, thrift and triton at 1 and 10 clients, each variant below runs the
+harness's own paired rounds (:mod:`harness.rounds`) and reports, per system and point:
+
+- ``cv_rounds``: round-to-round coefficient of variation of QPS (what the interval sees);
+- ``cv_windows``: window-to-window CV inside a turn;
+- ``ratio_hw``: half-width (%) of the 95 % interval of the QPS ratio to thrift;
+- ``tp50_rule``: share of turns whose 3 windows' TP50 agree within 10 % (the old rule's
+  latency half), beside ``qps_rule``, the same for QPS.
+
+Variants (one cause changed at a time): the defaults; shorter and longer turns; a shorter
+warm-up; garbage collection off in the load generator; a 1 ms switch interval; servers and
+the harness on disjoint cores; a fixed system order instead of the rotation. Plus the cost
+of recording one sample: a bare call loop against the same loop through the recorder.
+
+It prints a table per variant, then what it recommends, and as its last line one JSON
+object. Run it on a quiet machine: ``flock /tmp/bench.lock .venv/bin/python
+benchmarks/noise.py [--rounds 6]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil
+
+from engines.null import NullClient
+from engines.workloads import create_workload
+from harness.loadgen import Plan, ThreadHost, drive
+from harness.measurement import Timing
+from harness.rounds import Contender, PointPlan, measure_rounds, rotation
+from harness.scenario import Scenario, load_scenario
+from harness.stats import (
+    half_width_pct,
+    median_interval,
+    paired_ratios,
+    window_stats,
+    within,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEMS = ["pipe", "pipe+thrift", "thrift", "triton"]
+POINTS = (1, 10)
+
+
+def _cv(values: list[float]) -> float:
+    values = [v for v in values if math.isfinite(v)]
+    if len(values) < 2 or statistics.fmean(values) <= 0:
+        return math.nan
+    return 100 * statistics.stdev(values) / statistics.fmean(values)
+
+
+@contextlib.contextmanager
+def _gc_off() -> Iterator[None]:
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@contextlib.contextmanager
+def _switch_interval(seconds: float) -> Iterator[None]:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def _pin(pids: list[int], cores: set[int]) -> None:
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            for member in [process, *process.children(recursive=True)]:
+                member.cpu_affinity(sorted(cores))
+        except psutil.Error:
+            continue
+
+
+@contextlib.contextmanager
+def _split_cores(contenders: list[Contender]) -> Iterator[None]:
+    """Servers on core 0, this process (clients, in-process engines) on the others."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        yield
+        return
+    mine = set(cores[1:])
+    for contender in contenders:
+        _pin(contender.system.server_pids(), {cores[0]})
+    os.sched_setaffinity(0, mine)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, set(cores))
+        for contender in contenders:
+            _pin(contender.system.server_pids(), set(cores))
+
+
+Variant = tuple[
+    str, dict[str, float], Callable[[list[Contender]], contextlib.AbstractContextManager]
+]
+
+
+def _none(_: list[Contender]) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+VARIANTS: list[Variant] = [
+    ("defaults", {}, _none),
+    ("turn 0.6 s", {"duration_s": 0.6}, _none),
+    ("turn 2.4 s", {"duration_s": 2.4}, _none),
+    ("warm-up 0.1 s", {"warmup_s": 0.1}, _none),
+    ("gc off", {}, lambda c: _gc_off()),
+    ("switch 1 ms", {}, lambda c: _switch_interval(0.001)),
+    ("split cores", {}, _split_cores),
+    ("fixed order", {"fixed_order": 1}, _none),
+]
+
+
+def _scenario(rounds: int, changes: dict[str, float]) -> Scenario:
+    base = load_scenario(ROOT / "scenarios" / "hello_world.yaml")
+    systems = [s for s in base.systems if s.column in SYSTEMS]
+    load_changes = {k: v for k, v in changes.items() if k in ("duration_s", "warmup_s")}
+    load = base.load.model_copy(
+        update={"repeats": rounds, "max_repeats": rounds, "seed": 1, **load_changes}
+    )
+    return base.model_copy(update={"systems": systems, "load": load})
+
+
+def _turn_rules(run) -> tuple[bool, bool]:
+    windows = window_stats(run.samples, run.boundaries_ns)[-3:]
+    return within([w.qps for w in windows], 10), within([w.p50_ms for w in windows], 10)
+
+
+def measure_variant(name: str, changes: dict[str, float], context, rounds: int) -> list[dict]:
+    scenario = _scenario(rounds, changes)
+    contenders = [Contender.create(scenario, spec) for spec in scenario.systems]
+    rows = []
+    try:
+        for contender in contenders:
+            contender.start(first=True)
+        with context(contenders):
+            for index, point in enumerate(POINTS):
+                for contender in contenders:
+                    contender.runs = {}
+                plan = PointPlan(scenario.load, point, index, run_seed=1, budget_s=None)
+                order = (lambda n, r: list(range(n))) if changes.get("fixed_order") else rotation
+                measure_rounds(contenders, plan, _skip, _skip, _skip, order=order)
+                rows += _rows(name, point, contenders)
+    finally:
+        for contender in contenders:
+            contender.stop()
+    return rows
+
+
+def _skip(*_: object) -> None:
+    return None
+
+
+def _rows(variant: str, point: int, contenders: list[Contender]) -> list[dict]:
+    base = next(c for c in contenders if c.label == "thrift")
+    rows = []
+    for contender in contenders:
+        runs = [contender.runs[r] for r in sorted(contender.runs)]
+        qps = [run.qps for run in runs]
+        windows = [w.qps for run in runs for w in window_stats(run.samples, run.boundaries_ns)]
+        rules = [_turn_rules(run) for run in runs]
+        common = sorted(set(contender.runs) & set(base.runs))
+        ratios = paired_ratios(
+            [contender.runs[r].qps for r in common], [base.runs[r].qps for r in common]
+        )
+        rows.append(
+            {
+                "variant": variant,
+                "system": contender.label,
+                "clients": point,
+                "qps": statistics.median(qps) if qps else math.nan,
+                "cv_rounds": _cv(qps),
+                "cv_windows": _cv(windows),
+                "qps_hw": half_width_pct(*median_interval(qps)),
+                "ratio_hw": None if contender is base else half_width_pct(*median_interval(ratios)),
+                "qps_rule": sum(q for q, _ in rules) / len(rules) if rules else math.nan,
+                "tp50_rule": sum(t for _, t in rules) / len(rules) if rules else math.nan,
+            }
+        )
+    return rows
+
+
+def recording_cost(seconds: float = 1.0) -> float:
+    """Calls/s through the recorder (the null system's host) over a bare call loop."""
+    client = NullClient("echo", {})
+    request = create_workload("echo", {}).make_request()
+    count, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        client.call(request)
+        count += 1
+    bare = count / (time.perf_counter() - began)
+    host = ThreadHost([NullClient("echo", {})], [request], Plan("closed", senders=1, timeout_s=1))
+    try:
+        run = drive([host], Timing(0.1, seconds / 3, 3, math.inf), 1.0)
+    finally:
+        host.close()
+    return run.qps / bare
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--variants", default="", help="comma-separated subset")
+    args = parser.parse_args()
+    wanted = {v.strip() for v in args.variants.split(",") if v.strip()}
+    rows: list[dict] = []
+    began = time.perf_counter()
+    for name, changes, context in VARIANTS:
+        if wanted and name not in wanted:
+            continue
+        print(f"# {name}", file=sys.stderr, flush=True)
+        found = measure_variant(name, changes, context, args.rounds)
+        rows += found
+        print(f"\n### {name}\n")
+        print(
+            "| system | clients | QPS | CV rounds % | CV windows % | ± QPS % | ± ratio % "
+            "| QPS rule | TP50 rule |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in found:
+            print(
+                f"| {r['system']} | {r['clients']} | {r['qps']:.0f} | {_fmt(r['cv_rounds'])} "
+                f"| {_fmt(r['cv_windows'])} | {_fmt(r['qps_hw'])} | {_fmt(r['ratio_hw'])} "
+                f"| {r['qps_rule']:.2f} | {r['tp50_rule']:.2f} |"
+            )
+    summary = {}
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == name]
+        summary[name] = {
+            "median_cv_rounds": statistics.median(r["cv_rounds"] for r in mine),
+            "median_ratio_hw": statistics.median(
+                r["ratio_hw"] for r in mine if r["ratio_hw"] is not None
+            ),
+            "tp50_rule_pass": statistics.fmean(r["tp50_rule"] for r in mine),
+            "qps_rule_pass": statistics.fmean(r["qps_rule"] for r in mine),
+        }
+    cost = recording_cost()
+    best = min(summary, key=lambda n: summary[n]["median_cv_rounds"]) if summary else None
+    print("\n### Summary\n")
+    print("| variant | median CV rounds % | median ± ratio % | QPS rule pass | TP50 rule pass |")
+    print("|---|---:|---:|---:|---:|")
+    for name, s in summary.items():
+        print(
+            f"| {name} | {_fmt(s['median_cv_rounds'])} | {_fmt(s['median_ratio_hw'])} "
+            f"| {s['qps_rule_pass']:.2f} | {s['tp50_rule_pass']:.2f} |"
+        )
+    print(f"\nrecording a sample keeps {cost:.2f} of a bare call loop's rate")
+    if best:
+        print(f"recommendation: the lowest round-to-round spread comes with '{best}'")
+    print(
+        json.dumps(
+            {
+                "minutes": round((time.perf_counter() - began) / 60, 1),
+                "best": best,
+                "recording_cost_ratio": round(cost, 3),
+                "variants": {n: {k: round(v, 3) for k, v in s.items()} for n, s in summary.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Paired rounds: every system of a scenario measured at one point, turn by turn.
+
+A comparison is only as good as the conditions its two sides shared. So the systems of a
+scenario are all started first and a point is measured in rounds: in round ``r`` each
+system takes one turn, in an order rotated by ``r`` (so no system always follows the same
+neighbour or always goes first after a pause). A slow spell of the machine then lands in
+one round and touches every system alike: it moves their QPS, not their ratio. Each
+round gives one paired observation per system; the per-round ratios to the baseline
+system have an interval far tighter than either side's.
+
+Rounds continue past the scenario's minimum until every system's QPS interval is within
+the requested precision, the maximum number of rounds is reached or the point's share of
+the time budget is spent. A system whose idle server burns more than a trifle of CPU is
+not left running beside the others: it is stopped after each of its turns and started
+again before the next.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engines.workloads import Workload, create_workload
+from harness.aggregate import judge, p50_ms, summarize
+from harness.equivalence import check_equivalent
+from harness.errors import BenchError, SystemFailure
+from harness.measurement import Run
+from harness.results import PointRecord, Ratio
+from harness.scenario import Load, Scenario, SystemSpec
+from harness.stats import half_width_pct, median_interval, paired_ratios
+from harness.system import LoadGenerator, System, create_system
+from harness.turn import _cpu_seconds, client_processes, measure_turn
+
+READY_TIMEOUT_S = 120.0
+#: Idle CPU (% of one core) above which a server is stopped while others are measured.
+#: CPU time is counted in 10 ms ticks: one tick in a 0.5 s probe already reads 2 %.
+IDLE_TRIFLE_PCT = 3.0
+#: A freshly started system is watched doing nothing twice this long (after as long
+#: again to settle: its last check's connections closing); the quieter reading counts.
+IDLE_PROBE_S = 0.5
+
+
+def rotation(count: int, round_index: int) -> list[int]:
+    """The order of ``count`` systems in round ``round_index``: rotated by one each round."""
+    shift = round_index % count if count else 0
+    return [*range(shift, count), *range(shift)]
+
+
+def turn_seed(run_seed: int, point_index: int, round_index: int, system_index: int) -> int:
+    """A distinct, reproducible arrival seed for every turn of a run."""
+    sequence = np.random.SeedSequence([run_seed, point_index, round_index, system_index])
+    return int(sequence.generate_state(1)[0])
+
+
+def failure_reason(system: System, exc: Exception) -> str:
+    """Why a system failed. A connection error is only the symptom of a server that died:
+    then the server's exit (code and log tail) is the reason given."""
+    if isinstance(exc, BenchError):
+        return str(exc)
+    if system.server_pids():  # started: a dead server is the cause
+        try:
+            system.check_alive()
+        except SystemFailure as dead:
+            return str(dead)
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Contender:
+    """One system of the scenario for the whole run: started once, measured in turns."""
+
+    spec: SystemSpec
+    scenario: Scenario
+    workload: Workload
+    system: System
+    own: LoadGenerator | None = None
+    #: Stopped between its turns (its idle CPU would disturb the others).
+    restart: bool = False
+    running: bool = False
+    idle_cpu_pct: float | None = None
+    failure: str | None = None
+    #: Runs of the current point by round index (a failed turn leaves a gap).
+    runs: dict[int, Run] = field(default_factory=dict)
+    #: Client processes its turns at the current point used (1: threads of the harness).
+    client_processes: int = 1
+
+    @classmethod
+    def create(cls, scenario: Scenario, spec: SystemSpec) -> Contender:
+        own = scenario.for_system(spec)
+        workload = create_workload(own.workload.name, own.workload.options)
+        return cls(spec, own, workload, create_system(spec, own))
+
+    @property
+    def label(self) -> str:
+        return self.spec.column
+
+    def start(self, first: bool) -> None:
+        """Start, wait until ready and (the first time) check its replies and idle CPU."""
+        self.system.start()
+        self.running = True
+        self.system.ready(READY_TIMEOUT_S)
+        if first:
+            check_equivalent(self.system, self.spec, self.workload)
+            self.own = self.system.load_generator()
+            self.idle_cpu_pct = self._idle_cpu_pct()
+            self.restart = self.idle_cpu_pct > IDLE_TRIFLE_PCT
+
+    def _idle_cpu_pct(self) -> float:
+        """CPU its servers use doing nothing (an in-process system: this process's)."""
+        pids = self.system.server_pids()
+        with_children = bool(pids)
+        pids = pids or [os.getpid()]
+        time.sleep(IDLE_PROBE_S)
+        readings = []
+        for _ in range(2):
+            before, began = _cpu_seconds(pids, with_children), time.perf_counter()
+            time.sleep(IDLE_PROBE_S)
+            used = _cpu_seconds(pids, with_children) - before
+            readings.append(100 * used / (time.perf_counter() - began))
+        return min(readings)
+
+    def stop(self) -> None:
+        self.system.stop()
+        self.running = False
+
+    def fail(self, exc: Exception) -> str:
+        self.failure = failure_reason(self.system, exc)
+        return self.failure
+
+
+@dataclass
+class PointPlan:
+    """How one point is measured: the load, its rounds, its budget."""
+
+    load: Load
+    point: float
+    point_index: int
+    run_seed: int
+    budget_s: float | None
+
+
+def _precise(contender: Contender, load: Load) -> bool:
+    qps = [run.qps for run in contender.runs.values()]
+    width = half_width_pct(*median_interval(qps))
+    return width is not None and width <= load.precision_pct
+
+
+def measure_rounds(
+    contenders: Sequence[Contender],
+    plan: PointPlan,
+    on_round: Callable[[int], None],
+    on_tick: Callable[[float], None],
+    on_failure: Callable[[Contender], None],
+    order: Callable[[int, int], list[int]] = rotation,
+) -> int:
+    """Rounds at one point until precise, at ``max_repeats`` or out of budget; the rounds
+    run. Each contender's runs land in ``contender.runs``; a failing one leaves the rounds.
+    ``order`` gives the turn order of a round (benchmarks/noise.py compares a fixed one)."""
+    load = plan.load
+    began = time.perf_counter()
+    rounds = 0
+    for round_index in range(load.max_repeats):
+        on_round(round_index)
+        for index in order(len(contenders), round_index):
+            contender = contenders[index]
+            if contender.failure:
+                continue
+            _take_turn(contender, plan, round_index, index, on_tick)
+            if contender.failure:
+                on_failure(contender)
+        rounds = round_index + 1
+        active = [c for c in contenders if not c.failure]
+        if rounds < load.repeats:
+            continue
+        if all(_precise(c, load) for c in active):
+            break
+        if plan.budget_s is not None and time.perf_counter() - began >= plan.budget_s:
+            break
+    return rounds
+
+
+def _take_turn(
+    contender: Contender,
+    plan: PointPlan,
+    round_index: int,
+    system_index: int,
+    on_tick: Callable[[float], None],
+) -> None:
+    seed = turn_seed(plan.run_seed, plan.point_index, round_index, system_index)
+    try:
+        if not contender.running:
+            contender.start(first=False)
+        contender.client_processes = client_processes(contender.system, plan.load, plan.point)
+        contender.runs[round_index] = measure_turn(
+            contender.system,
+            contender.own,
+            contender.workload,
+            plan.load,
+            plan.point,
+            seed,
+            on_tick,
+        )
+        contender.system.check_alive()
+    except Exception as exc:
+        contender.fail(exc)
+    finally:
+        if contender.restart and contender.running:
+            contender.stop()
+
+
+def point_records(
+    contenders: Sequence[Contender],
+    load: Load,
+    point: float,
+    ceilings: dict[str, float | None],
+    baseline: str,
+) -> list[PointRecord]:
+    """Each contender's record at the point, judged, with its paired ratio to the baseline."""
+    records: dict[str, PointRecord] = {}
+    for contender in contenders:
+        runs = [contender.runs[r] for r in sorted(contender.runs)]
+        if not runs:
+            records[contender.label] = unmeasured(
+                contender.spec, load, point, contender.failure or "not measured"
+            )
+            continue
+        record = summarize(contender.system, contender.spec, load, point, runs)
+        if contender.own is not None:
+            record.load_generator = getattr(contender.own, "name", type(contender.own).__name__)
+        else:
+            record.client_processes = contender.client_processes
+            record.load_generator = "processes" if record.client_processes > 1 else "threads"
+        judge(record, load, ceilings.get(contender.label))
+        if contender.failure:
+            record.failure = contender.failure  # it died during this point: numbers void
+        records[contender.label] = record
+    base = next((c for c in contenders if c.label == baseline), None)
+    if base is not None:
+        for contender in contenders:
+            if contender.label in records and contender.runs and base.runs:
+                records[contender.label].ratio = paired_ratio(contender, base)
+    return list(records.values())
+
+
+def paired_ratio(contender: Contender, base: Contender) -> Ratio:
+    """Median per-round ratios (QPS and TP50) over the rounds both measured, with intervals."""
+    common = sorted(set(contender.runs) & set(base.runs))
+    mine = [contender.runs[r] for r in common]
+    theirs = [base.runs[r] for r in common]
+    qps, qps_ci = median_interval(paired_ratios([r.qps for r in mine], [r.qps for r in theirs]))
+    p50, p50_ci = median_interval(
+        paired_ratios([p50_ms(r) for r in mine], [p50_ms(r) for r in theirs])
+    )
+    return Ratio(
+        baseline=base.label,
+        qps=qps,
+        qps_ci95=list(qps_ci) if qps_ci else None,
+        p50=p50 if math.isfinite(p50) else None,
+        p50_ci95=list(p50_ci) if p50_ci else None,
+    )
+
+
+def unmeasured(spec: SystemSpec, load: Load, point: float, reason: str) -> PointRecord:
+    return PointRecord(
+        system=spec.name,
+        label=spec.column,
+        clients=int(point) if load.mode == "closed" else None,
+        rate=float(point) if load.mode == "open" else None,
+        failure=reason,
+    )

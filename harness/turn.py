@@ -1,0 +1,136 @@
+"""One system's turn at one load point: its senders, its windows, its readings.
+
+A turn is what a round is made of (see :mod:`harness.rounds`): the system's clients are
+built (threads here, or client processes for systems reached over the network), warmed
+up and measured over windows by :func:`harness.loadgen.drive`, with the client and
+server CPU read at each window boundary.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import psutil
+
+from engines.workloads import Workload
+from harness.loadgen import Host, ProcessHost, ThreadHost, clock, drive, plans
+from harness.measurement import STABLE_SET, Probe, Run, Timing
+from harness.scenario import Load
+from harness.system import Client, LoadGenerator, System
+
+
+def timing_of(load: Load) -> Timing:
+    """Exactly 3 windows of ``duration_s / 3``; with the optional stability rule, windows
+    are added until the last 3 agree or ``max_windows`` is reached."""
+    if load.stability_pct is None:
+        return Timing(load.warmup_s, load.duration_s / STABLE_SET, STABLE_SET, math.inf)
+    return Timing(load.warmup_s, load.duration_s / STABLE_SET, load.max_windows, load.stability_pct)
+
+
+def _cpu_seconds(pids: Sequence[int], with_children: bool) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            family = [process, *process.children(recursive=True)] if with_children else [process]
+            for member in family:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe]:
+    """Readings at each window boundary: client and server CPU used so far."""
+
+    def probe() -> Probe:
+        server = system.server_pids()
+        return Probe(
+            t_ns=clock(),
+            client_cpu_s=_cpu_seconds(client_pids, with_children=False),
+            server_cpu_s=_cpu_seconds(server, with_children=True) if server else None,
+        )
+
+    return probe
+
+
+def senders_of(load: Load, point: float) -> int:
+    """Concurrent senders: the clients (closed loop) or the open loop's sender pool."""
+    return int(point) if load.mode == "closed" else load.max_outstanding
+
+
+def client_processes(system: System, load: Load, point: float) -> int:
+    """Client processes the point gets: 1 (threads here) unless asked and possible."""
+    if load.client_processes == 1 or system.client_factory() is None:
+        return 1
+    return len(plans(load.mode, senders_of(load, point), load.client_processes, 1.0))
+
+
+def _hosts(system: System, workload: Workload, load: Load, point: float, seed: int) -> list[Host]:
+    """Senders for one repeat: threads here, or client processes if the system allows."""
+    processes = client_processes(system, load, point)
+    factory = system.client_factory() if processes > 1 else None
+    host_plans = plans(
+        load.mode,
+        senders_of(load, point),
+        processes,
+        load.request_timeout_s,
+        rate=point if load.mode == "open" else 0.0,
+        arrival=load.arrival,
+        seed=seed,
+    )
+    if factory is None:
+        plan = host_plans[0]
+        clients: list[Client] = []
+        try:
+            while len(clients) < plan.senders:
+                clients.append(system.client())
+        except BaseException:
+            for client in clients:
+                client.close()
+            raise
+        return [ThreadHost(clients, [workload.make_request() for _ in clients], plan)]
+    hosts = [ProcessHost(factory, workload.make_request(), plan) for plan in host_plans]
+    try:
+        for host in hosts:
+            host.wait_ready()
+    except BaseException:
+        for host in hosts:
+            host.close()
+        raise
+    return hosts
+
+
+def measure_turn(
+    system: System,
+    own: LoadGenerator | None,
+    workload: Workload,
+    load: Load,
+    point: float,
+    seed: int,
+    on_tick: Callable[[float], None] | None = None,
+) -> Run:
+    """One system's turn at one point: fresh clients, warm-up, measured windows.
+
+    The server's counters are read when nothing is in flight (before the clients start,
+    after the last reply), so the formed-batch histogram counts exactly this turn's
+    requests.
+    """
+    timing = timing_of(load)
+    before = system.stats()
+    if own is not None:
+        run = own.run(point, timing, make_probe(system, []))
+    else:
+        hosts = _hosts(system, workload, load, point, seed)
+        try:
+            pids = [os.getpid()] + [pid for host in hosts for pid in host.pids()]
+            probe = make_probe(system, pids)
+            run = drive(hosts, timing, load.request_timeout_s, probe, on_tick)
+        finally:
+            for host in hosts:
+                host.close()
+    run.stats_before, run.stats_after = before, system.stats()
+    return run
