@@ -176,12 +176,27 @@ def compare(
         typer.Option(help="Compare QPS as ratios to this system measured in the same run."),
     ] = None,
     json_out: Annotated[
-        Path | None, typer.Option(help="Also write github-action-benchmark JSON here.")
+        Path | None,
+        typer.Option(
+            help="Also write github-action-benchmark JSON here: QPS (customBiggerIsBetter), "
+            "and latency (customSmallerIsBetter) beside it as NAME-latency.json."
+        ),
     ] = None,
+    metrics: Annotated[
+        str, typer.Option(help="What to judge, comma-separated: qps, p50 (TP50), p99 (TP99).")
+    ] = "qps,p50,p99",
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(help="Judge an interrupted current run on what it measured; else it fails."),
+    ] = False,
 ) -> None:
-    """Regressions between two sets of results: exit 1 on a significant QPS drop."""
+    """Regressions between two sets of results: exit 1 on a significant drop in QPS or rise
+    in TP50/TP99, or when the current run is incomplete."""
     limit = comparison.parse_threshold(threshold)
-    verdicts = comparison.compare_paths(baseline, current, limit, normalize_to)
+    judged = comparison.parse_metrics(metrics)
+    verdicts = comparison.compare_paths(
+        baseline, current, limit, normalize_to, judged, allow_incomplete
+    )
     print(comparison.markdown(verdicts, limit, normalize_to))
     if json_out:
         comparison.write_benchmark_json(json_out, verdicts, normalize_to)

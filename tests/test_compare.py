@@ -28,14 +28,18 @@ from tests.result_files import record, write_result
 BASELINE_DIR = ROOT / "results" / "baseline"
 
 
-def verdicts(tmp_path: Path, base: list[dict], cur: list[dict], **kw: Any) -> dict:
+def verdicts(
+    tmp_path: Path, base: list[dict], cur: list[dict], metric: str = "qps", **kw: Any
+) -> dict:
+    """The verdicts on one metric, by (label, point)."""
     found = compare_paths(
         write_result(tmp_path / "base.json", base),
         write_result(tmp_path / "cur.json", cur),
         kw.pop("threshold", 0.10),
         kw.pop("normalize_to", None),
+        **kw,
     )
-    return {(v.key[1], v.key[2][1]): v for v in found}
+    return {(v.key[1], v.key[2][1]): v for v in found if v.key[3] == metric}
 
 
 STEADY = [1000.0, 1012.0, 994.0, 1005.0, 990.0]

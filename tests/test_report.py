@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness import histogram
 from harness.report.render import render_reports
 from harness.report.resultsets import latest_by_scenario
 from harness.report.seedpage import seed_page
@@ -52,10 +53,8 @@ def adaptive_records(v0_two_clients_ms: float = 10.4) -> list[dict[str, Any]]:
                 record(label, clients, qps, system=system, latency_ms=latency(ms))
                 | {"batch_sizes": batches}
             )
-    records[0]["latency_histogram"] = {
-        "edges_ms": [0.01, 0.03, 0.05, 0.1, 1.0],
-        "counts": [10, 300, 600, 90],
-    }
+    spread = np.random.default_rng(0).lognormal(np.log(50_000), 0.5, 1000).astype(np.int64)
+    records[0]["histogram"] = histogram.encode(histogram.of_latencies(spread, 30.0))
     records[3] |= {"valid": False, "stable": False, "invalid_reasons": ["unstable"]}
     records[-1] = record("triton", 10, [0.0]) | {
         "system": "triton",
