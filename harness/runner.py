@@ -70,6 +70,9 @@ class Progress:
 
     def message(self, text: str) -> None: ...
 
+    def runs_measured(self, spec: SystemSpec, load: Load, point: float, runs: list[Run]) -> None:
+        """Every repeat of a point, raw samples included (``--save-samples`` keeps them)."""
+
 
 # -- one repeat --------------------------------------------------------------------------
 
@@ -182,6 +185,7 @@ def measure_point(
     load: Load,
     point: float,
     on_tick: Callable[[float], None] | None = None,
+    on_runs: Callable[[list[Run]], None] | None = None,
 ) -> PointRecord:
     runs = []
     done = 0.0
@@ -194,6 +198,8 @@ def measure_point(
         run = measure_repeat(system, own, workload, load, point, repeat, tick)
         done += (run.boundaries_ns[-1] - run.boundaries_ns[0]) / 1e9 + load.warmup_s
         runs.append(run)
+    if on_runs:
+        on_runs(runs)
     record = summarize(system, spec, load, point, runs)
     if own is not None:
         record.client_processes = 1
@@ -296,7 +302,16 @@ def run_system(
             ceiling = ceilings.of(system, own, load, point)
             blank = _unmeasured(spec, load, point, reason="")
             progress.point_started(spec.column, blank.point_name, seconds)
-            record = measure_point(system, own, spec, workload, load, point, progress.tick)
+            record = measure_point(
+                system,
+                own,
+                spec,
+                workload,
+                load,
+                point,
+                progress.tick,
+                lambda runs, at=point: progress.runs_measured(spec, load, at, runs),
+            )
             records.append(judge(record, load, ceiling))
             try:
                 system.check_alive()
