@@ -62,6 +62,13 @@ def record(label: str, clients: int, repeats: list[float], **extra: Any) -> dict
     }
 
 
+def _load(records: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = sorted({r["rate"] for r in records if r.get("rate") is not None})
+    if rates:
+        return {"rates": rates, "duration_s": 1}
+    return {"clients": sorted({r["clients"] for r in records}), "duration_s": 1}
+
+
 def write_result(
     path: Path,
     records: list[dict[str, Any]],
@@ -79,7 +86,7 @@ def write_result(
             "description": f"the {name} scenario",
             "workload": {"name": "echo", "payload": "HelloWorld"},
             "serving": {"instances": 1, "batching_timeout_ms": 0, "max_batch": 1},
-            "load": {"clients": sorted({r["clients"] for r in records}), "duration_s": 1},
+            "load": _load(records),
             "systems": systems or [{"name": label} for label in labels],
             **scenario,
         },
