@@ -23,7 +23,7 @@ from harness.compare import (
 )
 from harness.errors import InputError
 from tests.cli_helpers import bench
-from tests.conftest import ROOT
+from tests.conftest import ROOT, hello_scenario
 from tests.result_files import record, write_result
 
 BASELINE_DIR = ROOT / "results" / "baseline"
@@ -333,3 +333,35 @@ def test_cli_an_incomplete_current_run_fails_unless_allowed(tmp_path):
     done = bench("compare", str(base), str(cur), "--allow-incomplete")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not in current (run incomplete, allowed)" in done.stdout
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_cli_echo_delay_3_vs_1_ms_open_loop_regresses_tp50(write_scenario, tmp_path):
+    """The issue's check on real runs: at 100 req/s QPS stays equal, TP50 triples."""
+    runs = {}
+    for delay in (1, 3):
+        scenario = hello_scenario(
+            name="delay",
+            workload={"name": "echo", "payload": "HelloWorld", "delay_ms": delay},
+            systems=["pipe"],
+            load={
+                "rates": [100],
+                "arrival": "constant",
+                "max_outstanding": 1,
+                "warmup_s": 0.3,
+                "duration_s": 1.5,
+                "max_windows": 3,
+                "repeats": 1,
+            },
+        )
+        runs[delay] = tmp_path / f"delay{delay}"
+        path = write_scenario(scenario, f"delay{delay}.yaml")
+        done = bench("run", str(path), "--results-dir", str(runs[delay]))
+        assert done.returncode == 0, done.stderr
+    done = bench("compare", str(runs[1]), str(runs[3]))
+    assert done.returncode == 1, done.stdout
+    rows = {row.split(" | ")[3]: row for row in done.stdout.splitlines() if "| delay |" in row}
+    assert "| unchanged |" in rows["QPS"], rows["QPS"]
+    assert "| regressed |" in rows["TP50"], rows["TP50"]
+    assert "Regressed: TP50" in done.stdout
+    assert bench("compare", str(runs[3]), str(runs[3])).returncode == 0

@@ -172,7 +172,7 @@ def cdf_plot(result: ResultSet, path: Path) -> Path | None:
             ax.set_xscale("log")
             ax.set_xlim(1.0, right * 1.2)
             ticks = {t: name for t, name in _PERCENTILE_TICKS.items() if t <= right * 1.2}
-            ax.set_xticks([1.0, *ticks], ["0%", *ticks.values()])
+            ax.set_xticks(list(ticks), list(ticks.values()))
             ax.xaxis.set_minor_formatter(NullFormatter())
             low = min(float(y.min()) for _, (_, y, _) in panels[point])
             high = max(float(y.max()) for _, (_, y, _) in panels[point])
