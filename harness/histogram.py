@@ -10,6 +10,7 @@ bucket, so a million samples cost milliseconds, not a Python loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -66,7 +67,21 @@ def merge(encoded: Iterable[str], deadline_s: float) -> HdrHistogram:
 
 
 def percentile_ms(histogram: HdrHistogram, percent: float) -> float:
-    return histogram.get_value_at_percentile(percent) / 1e3
+    """Nearest-rank percentile in ms, the rank :mod:`harness.stats` uses (``ceil(p n)``).
+
+    The Python ``hdrh`` library's own ``get_value_at_percentile`` rounds the rank to the
+    nearest instead, so in a sparse tail it can answer one sample lower than a record's TP99.
+    """
+    total = histogram.get_total_count()
+    if total == 0:
+        return math.nan
+    target = max(1, math.ceil(percent / 100 * total))
+    seen = 0
+    for item in histogram.get_recorded_iterator():
+        seen += item.count_at_value_iterated_to
+        if seen >= target:
+            return histogram.get_highest_equivalent_value(item.value_iterated_to) / 1e3
+    return histogram.get_max_value() / 1e3
 
 
 def cdf(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
