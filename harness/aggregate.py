@@ -8,12 +8,14 @@ module reckons.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
 
-from harness.measurement import CANCELLED, ERROR, OK, TIMEOUT, Run, Samples
-from harness.results import PointRecord
+from harness import histogram
+from harness.measurement import CANCELLED, ERROR, OK, STABLE_SET, TIMEOUT, Run, Samples
+from harness.results import PointRecord, RepeatSummary, WindowPoint
 from harness.scenario import Load, SystemSpec
 from harness.stats import (
     INTERVAL_METHOD,
@@ -36,17 +38,65 @@ def _delta(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
     return {size: count for size, count in sorted(change.items()) if count > 0}
 
 
+def repeat_summary(run: Run, deadline_s: float) -> RepeatSummary:
+    """One repeat on its own: its QPS, latency percentiles, counts and histogram."""
+    measured = run.measured()
+    latency = latency_summary_ms(measured.ok_latencies())
+    return RepeatSummary(
+        qps=run.qps,
+        p50_ms=latency["p50"],
+        p90_ms=latency["p90"],
+        p99_ms=latency["p99"],
+        ok=measured.count(OK),
+        errors=measured.count(ERROR),
+        timeouts=measured.count(TIMEOUT),
+        duration_s=run.measured_s,
+        histogram=histogram.encode(histogram.of_latencies(measured.ok_latencies(), deadline_s)),
+    )
+
+
+def window_series(runs: Sequence[Run]) -> list[WindowPoint]:
+    """Every window of every repeat, on one time axis from the point's first window: the
+    series that shows warm-up effects and drift the three reported windows may hide."""
+    if not runs:
+        return []
+    origin = runs[0].boundaries_ns[0]
+    series = []
+    for index, run in enumerate(runs):
+        count = len(run.boundaries_ns) - 1
+        for position, (begin, end) in enumerate(itertools.pairwise(run.boundaries_ns)):
+            sent = run.samples.sent_between(begin, end)
+            ok = sent.ok_latencies()
+            seconds = (end - begin) / 1e9
+            series.append(
+                WindowPoint(
+                    repeat=index,
+                    start_s=(begin - origin) / 1e9,
+                    duration_s=seconds,
+                    qps=run.samples.ok_done_between(begin, end) / seconds,
+                    p50_ms=percentile_ns(ok, 50) / 1e6 if ok.size else math.nan,
+                    p99_ms=percentile_ns(ok, 99) / 1e6 if ok.size else math.nan,
+                    errors=sent.count(ERROR),
+                    timeouts=sent.count(TIMEOUT),
+                    measured=position >= count - STABLE_SET,
+                )
+            )
+    return series
+
+
 def summarize(
     system: System, spec: SystemSpec, load: Load, point: float, runs: Sequence[Run]
 ) -> PointRecord:
-    """One record out of the repeats: merged samples, median QPS, CI, batches, CPU."""
+    """One record out of the repeats: merged samples, median QPS, CI, batches, CPU, the
+    per-repeat values, the window series and the latency histogram (the repeats' merged)."""
     merged = Samples.concat([run.measured() for run in runs])
     counts = {code: merged.count(code) for code in (OK, ERROR, TIMEOUT, CANCELLED)}
     if counts[CANCELLED]:
         raise AssertionError("a cancelled request inside the measured windows")
     if len(merged) != counts[OK] + counts[ERROR] + counts[TIMEOUT]:
         raise AssertionError("a request was lost from the accounting")
-    qps_repeats = [run.qps for run in runs]
+    per_repeat = [repeat_summary(run, load.request_timeout_s) for run in runs]
+    qps_repeats = [repeat.qps for repeat in per_repeat]
     qps, ci = median_interval(qps_repeats)
     batches: Counter[int] = Counter()
     cpu_client = cpu_server = wall = 0.0
@@ -81,7 +131,6 @@ def summarize(
         repeats=len(runs),
         qps_ci95=list(ci) if ci else None,
         qps_repeats=qps_repeats,
-        p50_repeats=[p50_ms(run) for run in runs],
         batch_sizes=dict(sorted(batches.items())),
         batched_requests=batched if batches else 0,
         cpu={
@@ -91,17 +140,18 @@ def summarize(
         duration_s=sum(run.measured_s for run in runs),
         first_error=next((run.first_error for run in runs if run.first_error), None),
         server_stats=system.stats(),
+        histogram=histogram.encode(
+            histogram.merge(
+                [r.histogram for r in per_repeat if r.histogram], load.request_timeout_s
+            )
+        ),
+        per_repeat=per_repeat,
+        windows=window_series(runs),
     )
     reports = [run.reported for run in runs if run.reported]
     if reports:
         record.server_stats["load_generator_reports"] = reports
     return record
-
-
-def p50_ms(run: Run) -> float:
-    """TP50 of one run's measured windows (OK replies), NaN if there were none."""
-    latencies = run.measured().ok_latencies()
-    return percentile_ns(latencies, 50) / 1e6 if latencies.size else math.nan
 
 
 def precision_of(record: PointRecord) -> float | None:

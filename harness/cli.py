@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,8 +22,11 @@ from harness import runner
 from harness.errors import BenchError, InputError
 from harness.process import stop_all
 from harness.results import PointRecord, prepare_dir
-from harness.scenario import Scenario, load_scenario
+from harness.scenario import Load, Scenario, SystemSpec, load_scenario
 from harness.table import cell, markdown_table
+
+if TYPE_CHECKING:
+    from harness.export import SampleWriter
 
 EXIT_INTERRUPTED = 130
 QUICK = runner.RunOptions(warmup_s=0.2, duration_s=0.6, repeats=1, max_repeats=1)
@@ -40,9 +43,10 @@ def _root() -> None:
 class RichProgress(runner.Progress):
     """A bar per load point on stderr (its rounds in the description); tables go to stdout."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, samples: SampleWriter | None = None) -> None:
         self._progress = progress
         self._task: TaskID | None = None
+        self._samples = samples
 
     def point_started(self, point: str, seconds: float) -> None:
         self._task = self._progress.add_task(point, total=seconds)
@@ -64,6 +68,12 @@ class RichProgress(runner.Progress):
 
     def message(self, text: str) -> None:
         self._progress.console.print(text)
+
+    def runs_measured(
+        self, spec: SystemSpec, load: Load, point: float, runs: list[runner.Run]
+    ) -> None:
+        if self._samples:
+            self._samples.write(spec, load, point, runs)
 
 
 def _scenario_files(paths: list[Path]) -> list[Path]:
@@ -104,6 +114,12 @@ def _check_unique_names(loaded: list[tuple[Path, Scenario]]) -> None:
         first[scenario.name] = path
 
 
+def _sample_writer(result_path: Path) -> SampleWriter:
+    from harness.export import SampleWriter, samples_path  # pandas: only when asked
+
+    return SampleWriter(samples_path(result_path))
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -125,6 +141,13 @@ def run(
         Path | None,
         typer.Option("--report", help="Then render the results folder's report into this folder."),
     ] = None,
+    save_samples: Annotated[
+        bool,
+        typer.Option(
+            help="Also keep every request (start, latency, outcome) beside each result file "
+            "as NAME.samples.csv.gz."
+        ),
+    ] = False,
 ) -> None:
     """Start every system of each scenario, drive it, print the tables, save the results."""
     files = _scenario_files(scenarios)
@@ -137,15 +160,18 @@ def run(
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for path, scenario in loaded:
         result_path = results_dir / f"{scenario.name}-{stamp}.json"
+        samples = _sample_writer(result_path) if save_samples else None
         columns = [spec.column for spec in scenario.systems]
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err
         ) as bar:
             bar.console.print(f"[bold]{scenario.name}[/bold] ({path})")
-            result = runner.run_scenario(scenario, path, result_path, options, RichProgress(bar))
+            progress = RichProgress(bar, samples)
+            result = runner.run_scenario(scenario, path, result_path, options, progress)
         failed |= any(record.failure for record in result.records)
         print(markdown_table(scenario.name, result.records, columns))
-        print(f"\nresults: {result_path}\n")
+        print(f"\nresults: {result_path}" + (f"\nsamples: {samples.path}" if samples else ""))
+        print()
     if report_dir:
         _render([results_dir], report_dir)
     if failed:
@@ -183,17 +209,44 @@ def compare(
         typer.Option(help="Compare QPS as ratios to this system measured in the same run."),
     ] = None,
     json_out: Annotated[
-        Path | None, typer.Option(help="Also write github-action-benchmark JSON here.")
+        Path | None,
+        typer.Option(
+            help="Also write github-action-benchmark JSON here: QPS (customBiggerIsBetter), "
+            "and latency (customSmallerIsBetter) beside it as NAME-latency.json."
+        ),
     ] = None,
+    metrics: Annotated[
+        str, typer.Option(help="What to judge, comma-separated: qps, p50 (TP50), p99 (TP99).")
+    ] = "qps,p50,p99",
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(help="Judge an interrupted current run on what it measured; else it fails."),
+    ] = False,
 ) -> None:
-    """Regressions between two sets of results: exit 1 on a significant QPS drop."""
+    """Regressions between two sets of results: exit 1 on a significant drop in QPS or rise
+    in TP50/TP99, or when the current run is incomplete."""
     limit = comparison.parse_threshold(threshold)
-    verdicts = comparison.compare_paths(baseline, current, limit, normalize_to)
+    judged = comparison.parse_metrics(metrics)
+    verdicts = comparison.compare_paths(
+        baseline, current, limit, normalize_to, judged, allow_incomplete
+    )
     print(comparison.markdown(verdicts, limit, normalize_to))
     if json_out:
         comparison.write_benchmark_json(json_out, verdicts, normalize_to)
     if comparison.has_regression(verdicts):
         raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    results: Annotated[list[Path], typer.Argument(help="Result files or folders of them.")],
+    csv: Annotated[Path, typer.Option("--csv", help="The CSV file to write.")],
+) -> None:
+    """One CSV row per system x point of every result given (pandas.read_csv reads it)."""
+    from harness.export import write_csv  # pandas: only when exporting
+
+    count = write_csv(results, csv)
+    print(f"{csv}: {count} rows")
 
 
 @app.command("list")

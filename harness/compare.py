@@ -1,12 +1,16 @@
 """``bench compare``: result files in, regressions and an exit code out; never runs anything.
 
-A regression must clear two bars, because this machine is noisy: the change in QPS exceeds
-the threshold AND it is significant given the repeats. Significance comes from an exact
-Mann-Whitney rank test on the per-repeat QPS when there are enough repeats for the test to
-reach p < 0.05 at all (4 each), else from the 95 % confidence intervals not overlapping.
-A point measured once has no noise estimate: the threshold alone decides, and the verdict
-says so. ``normalize_to`` divides every QPS by a reference system's QPS at the same point of
-the same run, so that runs from different machines compare as ratios (pipe / thrift).
+Each point is judged on three metrics: QPS (bigger is better; in an open-loop scenario it
+is the achieved rate, which falls short of the offered rate when a system cannot keep up)
+and TP50 and TP99 (smaller is better), so a latency regression fails CI even where QPS is
+pinned by the offered rate. A regression must clear two bars, because this machine is
+noisy: the change exceeds the threshold AND it is significant given the repeats.
+Significance comes from an exact Mann-Whitney rank test on the per-repeat values when there
+are enough repeats for the test to reach p < 0.05 at all (4 each), else from the 95 %
+confidence intervals not overlapping. A point measured once has no noise estimate: the
+threshold alone decides, and the verdict says so. ``normalize_to`` divides every value by
+a reference system's value at the same point of the same run, so that runs from different
+machines compare as ratios (pipe / thrift).
 """
 
 from __future__ import annotations
@@ -14,29 +18,42 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.report.resultsets import (
-    Point,
-    Record,
-    ResultSet,
-    latest_by_scenario,
-    point_of,
-    point_text,
-)
+from harness.report.resultsets import Point, PointRecord, ResultSet, latest_by_scenario, point_text
+from harness.stats import median_interval
 
 ALPHA = 0.05
-VERDICTS = ("regressed", "improved", "noisy", "unchanged", "missing")
-Key = tuple[str, str, Point]
+VERDICTS = ("regressed", "incomplete", "improved", "noisy", "unchanged", "missing")
+#: Verdicts that fail the gate (exit 1).
+FAILING = ("regressed", "incomplete")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    title: str
+    bigger_is_better: bool
+    unit: str
+
+
+METRICS = {
+    "qps": Metric("qps", "QPS", True, "QPS"),
+    "p50": Metric("p50", "TP50", False, "ms"),
+    "p99": Metric("p99", "TP99", False, "ms"),
+}
+#: (scenario, label, point, metric)
+Key = tuple[str, str, Point, str]
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One system at one point: the value compared, and what is known about its noise."""
+    """One metric of one system at one point: its value and what is known of its noise."""
 
     value: float
     repeats: tuple[float, ...] = ()
@@ -52,6 +69,10 @@ class Verdict:
     current: Sample | None
     #: How the verdict was reached (the test used, or why nothing could be compared).
     basis: str
+
+    @property
+    def metric(self) -> Metric:
+        return METRICS[self.key[3]]
 
     @property
     def change(self) -> float | None:
@@ -74,16 +95,39 @@ def parse_threshold(text: str) -> float:
     return value
 
 
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``qps,p50,p99`` -> the metrics to judge; an unknown name is bad input."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise InputError(
+            f"--metrics: {', '.join(unknown) or repr(text)} is not one of {', '.join(METRICS)}"
+        )
+    return names
+
+
 # -- samples ---------------------------------------------------------------------------------
 
 
-def _raw_sample(record: Record) -> Sample:
-    if record.get("failure"):
-        return Sample(0.0, failure=str(record["failure"]).splitlines()[0])
-    repeats = tuple(float(q) for q in record.get("qps_repeats") or ())
-    ci = record.get("qps_ci95")
-    ci95 = (float(ci[0]), float(ci[1])) if isinstance(ci, list | tuple) and len(ci) == 2 else None
-    return Sample(float(record.get("qps") or 0.0), repeats, ci95)
+def _interval(repeats: tuple[float, ...]) -> tuple[float, float] | None:
+    return median_interval(repeats)[1]
+
+
+def _raw_sample(record: PointRecord, metric: str) -> Sample | None:
+    """The metric of a record; ``None`` when the record has no value for it."""
+    if record.failure:
+        return Sample(0.0, failure=record.failure.splitlines()[0])
+    if metric == "qps":
+        ci = record.qps_ci95
+        ci95 = (ci[0], ci[1]) if ci and len(ci) == 2 else None
+        return Sample(record.qps, tuple(record.qps_repeats), ci95)
+    value = record.latency_ms.get(metric, math.nan)
+    if not math.isfinite(value):
+        return None
+    repeats = tuple(getattr(r, f"{metric}_ms") for r in record.per_repeat)
+    if not all(math.isfinite(r) for r in repeats):
+        repeats = ()
+    return Sample(value, repeats, _interval(repeats))
 
 
 def _ratio(sample: Sample, ref: Sample) -> Sample | None:
@@ -106,27 +150,35 @@ def _reference_label(result: ResultSet, wanted: str) -> str | None:
     """The column ``--normalize-to`` names: a label, or a system name used by one column."""
     if wanted in result.labels:
         return wanted
-    by_name = {r["label"] for r in result.records if r.get("system") == wanted}
+    by_name = {r.label for r in result.records if r.system == wanted}
     return by_name.pop() if len(by_name) == 1 else None
 
 
-def samples(results: dict[str, ResultSet], normalize_to: str | None) -> dict[Key, Sample]:
-    """Every (scenario, label, point) of a set of runs, normalized if asked."""
+def samples(
+    results: dict[str, ResultSet], normalize_to: str | None, metrics: Sequence[str] = tuple(METRICS)
+) -> dict[Key, Sample]:
+    """Every (scenario, label, point, metric) of a set of runs, normalized if asked.
+
+    A failed point carries its failure in the QPS sample only: one row says it failed.
+    """
     found: dict[Key, Sample] = {}
     for name, result in results.items():
         ref_label = _reference_label(result, normalize_to) if normalize_to else None
-        refs = {point_of(r): _raw_sample(r) for r in result.records if r["label"] == ref_label}
-        for record in result.records:
-            if normalize_to and record["label"] == ref_label:
-                continue  # always 1.0: nothing to compare
-            point = point_of(record)
-            assert point is not None  # load_result_set guarantees it
-            sample: Sample | None = _raw_sample(record)
-            if normalize_to:
-                ref = refs.get(point)
-                sample = _ratio(sample, ref) if ref else None  # type: ignore[arg-type]
-            if sample is not None:
-                found[(name, record["label"], point)] = sample
+        for metric in metrics:
+            refs = {
+                r.point_key: _raw_sample(r, metric) for r in result.records if r.label == ref_label
+            }
+            for record in result.records:
+                if normalize_to and record.label == ref_label:
+                    continue  # always 1.0: nothing to compare
+                if record.failure and metric != "qps":
+                    continue
+                sample = _raw_sample(record, metric)
+                if sample is not None and normalize_to:
+                    ref = refs.get(record.point_key)
+                    sample = _ratio(sample, ref) if ref else None
+                if sample is not None:
+                    found[(name, record.label, record.point_key, metric)] = sample
     return found
 
 
@@ -173,7 +225,9 @@ def significance(base: Sample, cur: Sample) -> tuple[bool | None, str]:
     return None, "1 repeat: threshold alone"
 
 
-def judge(key: Key, base: Sample | None, cur: Sample | None, threshold: float) -> Verdict:
+def judge(
+    key: Key, base: Sample | None, cur: Sample | None, threshold: float, bigger_is_better: bool
+) -> Verdict:
     if base is None or cur is None:
         why = "not in current" if cur is None else "not in baseline"
         return Verdict(key, "missing", base, cur, why)
@@ -189,7 +243,18 @@ def judge(key: Key, base: Sample | None, cur: Sample | None, threshold: float) -
     significant, how = significance(base, cur)
     if significant is False:
         return Verdict(key, "noisy", base, cur, how)
-    return Verdict(key, "improved" if change > 0 else "regressed", base, cur, how)
+    better = (change > 0) == bigger_is_better
+    return Verdict(key, "improved" if better else "regressed", base, cur, how)
+
+
+def _incomplete(results: dict[str, ResultSet]) -> set[tuple[str, str, Point]]:
+    """(scenario, label, point) a run asked for but did not finish (interrupted)."""
+    missing = set()
+    for name, result in results.items():
+        if not result.complete:
+            have = {(r.label, r.point_key) for r in result.records}
+            missing |= {(name, *key) for key in result.expected_keys() - have}
+    return missing
 
 
 def compare(
@@ -197,40 +262,69 @@ def compare(
     current: dict[str, ResultSet],
     threshold: float,
     normalize_to: str | None = None,
+    metrics: Sequence[str] = tuple(METRICS),
+    allow_incomplete: bool = False,
 ) -> list[Verdict]:
+    """Judge every key of either side. A point an incomplete current run never measured
+    fails the gate (``incomplete``) unless ``allow_incomplete``: an interrupted CI run must
+    not pass by having measured less."""
     if normalize_to and not any(
-        normalize_to in (r["label"], r.get("system"))
+        normalize_to in (r.label, r.system)
         for result in [*baseline.values(), *current.values()]
         for r in result.records
     ):
         raise InputError(f"--normalize-to: no system {normalize_to!r} in these results")
-    base, cur = samples(baseline, normalize_to), samples(current, normalize_to)
-    keys = sorted(base.keys() | cur.keys(), key=lambda k: (k[0], k[1], k[2][0], k[2][1]))
-    if not base.keys() & cur.keys():
+    base, cur = samples(baseline, normalize_to, metrics), samples(current, normalize_to, metrics)
+    if not {k[:3] for k in base} & {k[:3] for k in cur}:
         raise InputError("BASELINE and CURRENT share no scenario, system and point to compare")
-    return [judge(key, base.get(key), cur.get(key), threshold) for key in keys]
+    failed = {k[:3] for side in (base, cur) for k, s in side.items() if s.failure}
+    keys = {k for k in base.keys() | cur.keys() if k[3] == "qps" or k[:3] not in failed}
+    order = {metric: index for index, metric in enumerate(METRICS)}
+    unfinished = _incomplete(current)
+    verdicts = []
+    for key in sorted(keys, key=lambda k: (k[0], k[1], k[2][0], k[2][1], order[k[3]])):
+        if key not in cur and key[:3] in unfinished:
+            verdict, why = ("missing", "not in current (run incomplete, allowed)")
+            if not allow_incomplete:
+                verdict, why = "incomplete", "current run incomplete: point never measured"
+            verdicts.append(Verdict(key, verdict, base.get(key), None, why))
+            continue
+        bigger = METRICS[key[3]].bigger_is_better
+        verdicts.append(judge(key, base.get(key), cur.get(key), threshold, bigger))
+    return verdicts
 
 
 def compare_paths(
-    baseline: Path, current: Path, threshold: float, normalize_to: str | None
+    baseline: Path,
+    current: Path,
+    threshold: float,
+    normalize_to: str | None,
+    metrics: Sequence[str] = tuple(METRICS),
+    allow_incomplete: bool = False,
 ) -> list[Verdict]:
     return compare(
-        latest_by_scenario([baseline]), latest_by_scenario([current]), threshold, normalize_to
+        latest_by_scenario([baseline]),
+        latest_by_scenario([current]),
+        threshold,
+        normalize_to,
+        metrics,
+        allow_incomplete,
     )
 
 
 # -- output ----------------------------------------------------------------------------------
 
 
-def _value(sample: Sample | None, normalized: bool) -> str:
+def _value(sample: Sample | None, metric: Metric, normalized: bool) -> str:
     if sample is None:
         return "-"
     if sample.failure:
         return "failed"
-    text = f"{sample.value:.3f}" if normalized else f"{sample.value:.0f}"
+    form = ".3f" if normalized else ".0f" if metric.bigger_is_better else ".3g"
+    text = f"{sample.value:{form}}"
     if sample.ci95 and len(sample.repeats) >= 2:
         low, high = sample.ci95
-        text += f" [{low:.3f}, {high:.3f}]" if normalized else f" [{low:.0f}, {high:.0f}]"
+        text += f" [{low:{form}}, {high:{form}}]"
     return text
 
 
@@ -243,22 +337,35 @@ def _measured_once(verdict: Verdict) -> bool:
 
 def markdown(verdicts: list[Verdict], threshold: float, normalize_to: str | None) -> str:
     normalized = normalize_to is not None
-    what = f"QPS / {normalize_to} QPS (same run)" if normalized else "QPS"
+    what = f"values / {normalize_to}'s (same run)" if normalized else "QPS, TP50 and TP99 (ms)"
     lines = [
         f"### compare: {what}, threshold {threshold:.0%}",
         "",
-        "| scenario | system | point | baseline | current | change | verdict | basis |",
-        "|---|---|---:|---:|---:|---:|---|---|",
+        "| scenario | system | point | metric | baseline | current | change | verdict | basis |",
+        "|---|---|---:|---|---:|---:|---:|---|---|",
     ]
     for v in verdicts:
         change = "-" if v.change is None else f"{v.change:+.1%}"
-        name, label, point = v.key
+        name, label, point, _ = v.key
+        metric = v.metric
         lines.append(
-            f"| {name} | {label} | {point_text(point)} | {_value(v.baseline, normalized)} "
-            f"| {_value(v.current, normalized)} | {change} | {v.verdict} | {v.basis} |"
+            f"| {name} | {label} | {point_text(point)} | {metric.title} "
+            f"| {_value(v.baseline, metric, normalized)} | {_value(v.current, metric, normalized)} "
+            f"| {change} | {v.verdict} | {v.basis} |"
         )
     counts = {verdict: sum(v.verdict == verdict for v in verdicts) for verdict in VERDICTS}
     lines += ["", ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n) + "."]
+    regressed = sorted(
+        {v.metric.title for v in verdicts if v.verdict == "regressed"},
+        key=[m.title for m in METRICS.values()].index,
+    )
+    if regressed:
+        lines.append(f"Regressed: {', '.join(regressed)}.")
+    if counts["incomplete"]:
+        lines.append(
+            "The current run is incomplete (interrupted): points it never measured fail the "
+            "gate; --allow-incomplete compares what it has."
+        )
     if any(_measured_once(v) for v in verdicts):
         lines.append(
             "Points measured once have no noise estimate: the threshold alone decided them."
@@ -266,17 +373,23 @@ def markdown(verdicts: list[Verdict], threshold: float, normalize_to: str | None
     return "\n".join(lines)
 
 
-def benchmark_json(verdicts: list[Verdict], normalize_to: str | None) -> list[dict[str, Any]]:
-    """The current values in github-action-benchmark's ``customBiggerIsBetter`` format."""
-    unit = f"x {normalize_to}" if normalize_to else "QPS"
+def benchmark_json(
+    verdicts: list[Verdict], normalize_to: str | None, bigger_is_better: bool = True
+) -> list[dict[str, Any]]:
+    """The current values in github-action-benchmark's format: ``customBiggerIsBetter``
+    (QPS) or, with ``bigger_is_better=False``, ``customSmallerIsBetter`` (TP50, TP99)."""
     entries = []
     for v in verdicts:
+        metric = v.metric
+        if metric.bigger_is_better != bigger_is_better:
+            continue
         if v.current is None or v.current.failure:
             continue
-        name, label, point = v.key
+        name, label, point, _ = v.key
+        suffix = "" if metric.name == "qps" else f" / {metric.title}"
         entry: dict[str, Any] = {
-            "name": f"{name} / {label} / {point_text(point)}",
-            "unit": unit,
+            "name": f"{name} / {label} / {point_text(point)}{suffix}",
+            "unit": f"x {normalize_to}" if normalize_to else metric.unit,
             "value": round(v.current.value, 6),
             "extra": f"{v.verdict}: {v.basis}",
         }
@@ -288,13 +401,24 @@ def benchmark_json(verdicts: list[Verdict], normalize_to: str | None) -> list[di
     return entries
 
 
+def latency_json_path(path: Path) -> Path:
+    """Where the ``customSmallerIsBetter`` entries go: beside ``path`` (``bench.json`` ->
+    ``bench-latency.json``), since github-action-benchmark reads one direction per file."""
+    return path.with_name(f"{path.stem}-latency{path.suffix or '.json'}")
+
+
 def write_benchmark_json(path: Path, verdicts: list[Verdict], normalize_to: str | None) -> None:
-    entries = benchmark_json(verdicts, normalize_to)
-    try:
-        path.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    """QPS entries to ``path``; latency entries (if any were judged) beside it."""
+    files = {path: benchmark_json(verdicts, normalize_to, bigger_is_better=True)}
+    latency = benchmark_json(verdicts, normalize_to, bigger_is_better=False)
+    if latency:
+        files[latency_json_path(path)] = latency
+    for target, entries in files.items():
+        try:
+            target.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{target}: cannot write: {exc.strerror or exc}") from None
 
 
 def has_regression(verdicts: list[Verdict]) -> bool:
-    return any(v.verdict == "regressed" for v in verdicts)
+    return any(v.verdict in FAILING for v in verdicts)

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines.workloads import Workload, create_workload
-from harness.aggregate import judge, p50_ms, summarize
+from harness.aggregate import judge, summarize
 from harness.equivalence import check_equivalent
 from harness.errors import BenchError, SystemFailure
 from harness.measurement import Run
 from harness.results import PointRecord, Ratio
 from harness.scenario import Load, Scenario, SystemSpec
-from harness.stats import half_width_pct, median_interval, paired_ratios
+from harness.stats import half_width_pct, median_interval, paired_ratios, percentile_ns
 from harness.system import LoadGenerator, System, create_system
 from harness.turn import _cpu_seconds, client_processes, measure_turn
 
@@ -253,9 +253,7 @@ def paired_ratio(contender: Contender, base: Contender) -> Ratio:
     mine = [contender.runs[r] for r in common]
     theirs = [base.runs[r] for r in common]
     qps, qps_ci = median_interval(paired_ratios([r.qps for r in mine], [r.qps for r in theirs]))
-    p50, p50_ci = median_interval(
-        paired_ratios([p50_ms(r) for r in mine], [p50_ms(r) for r in theirs])
-    )
+    p50, p50_ci = median_interval(paired_ratios(_p50s(mine), _p50s(theirs)))
     return Ratio(
         baseline=base.label,
         qps=qps,
@@ -263,6 +261,15 @@ def paired_ratio(contender: Contender, base: Contender) -> Ratio:
         p50=p50 if math.isfinite(p50) else None,
         p50_ci95=list(p50_ci) if p50_ci else None,
     )
+
+
+def _p50s(runs: Sequence[Run]) -> list[float]:
+    """TP50 (ms) of each run's measured windows; NaN (left out of ratios) without replies."""
+    values = []
+    for run in runs:
+        latencies = run.measured().ok_latencies()
+        values.append(percentile_ns(latencies, 50) / 1e6 if latencies.size else math.nan)
+    return values
 
 
 def unmeasured(spec: SystemSpec, load: Load, point: float, reason: str) -> PointRecord:

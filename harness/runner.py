@@ -68,6 +68,9 @@ class Progress:
 
     def message(self, text: str) -> None: ...
 
+    def runs_measured(self, spec: SystemSpec, load: Load, point: float, runs: list[Run]) -> None:
+        """Every round of a system at a point, raw samples included (``--save-samples``)."""
+
 
 class Ceilings:
     """The ``null`` system's QPS per (placement, senders), measured once per run."""
@@ -232,6 +235,10 @@ def _measure_point(
 
     plan = PointPlan(load, point, index, load.seed or 0, budget)
     measure_rounds(active, plan, round_started, tick, failed)
+    for contender in active:
+        if contender.runs:
+            runs = [contender.runs[r] for r in sorted(contender.runs)]
+            progress.runs_measured(contender.spec, load, point, runs)
     records = point_records(active, load, point, found, scenario.baseline_column)
     records += [
         unmeasured(c.spec, load, point, c.failure or "not started")

@@ -293,13 +293,15 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def _check_plugin_options(path: Path, scenario: Scenario) -> None:
     """Validate the blocks that the workload and each system define for themselves."""
-    from harness.system import system_class
+    from harness.system import missing_extra, system_class
 
     params = workload_class(scenario.workload.name).Params
     blocks: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
         ("workload.", params, scenario.workload.options)
     ]
     for index, spec in enumerate(scenario.systems):
+        if problem := missing_extra(spec.name):
+            raise InputError(f"{path}: systems.{index}.name: {problem}")
         blocks.append((f"systems.{index}.options.", system_class(spec.name).Options, spec.options))
         if spec.workload:
             merged = {**scenario.workload.options, **spec.workload}

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.report.resultsets import Record, ResultSet, measured, point_text
+from harness.report.resultsets import ResultSet, point_text
+from harness.results import PointRecord, SystemEntry
 
 Results = dict[str, ResultSet]
 Metric = Literal["qps", "p50"]
@@ -30,10 +31,10 @@ class SystemMatch:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
 
-    def matches(self, spec: dict[str, Any]) -> bool:
-        if spec.get("name") != self.name:
+    def matches(self, spec: SystemEntry) -> bool:
+        if spec.name != self.name:
             return False
-        given = spec.get("options") or {}
+        given = spec.options
         return all(
             given.get(k, _default_option(self.name, k)) == v for k, v in self.options.items()
         )
@@ -277,33 +278,32 @@ TABLES: tuple[SeedTable, ...] = (
 def scenario_for(results: Results, key: str) -> ResultSet | None:
     """The run reproducing seed table ``key``: by its ``seed_table`` field, else by name."""
     for result in results.values():
-        if result.scenario.get("seed_table") == key:
+        if result.scenario.seed_table == key:
             return result
     return results.get(key)
 
 
 def find_label(result: ResultSet, match: SystemMatch) -> str | None:
     """Our column standing for ``match`` in this run (the first matching system)."""
-    for spec in result.scenario.get("systems", []):
+    for spec in result.scenario.systems:
         if match.matches(spec):
-            return spec.get("label") or spec["name"]
+            return spec.column
     return None
 
 
-def find_record(result: ResultSet, label: str, clients: int) -> Record | None:
+def find_record(result: ResultSet, label: str, clients: int) -> PointRecord | None:
     for record in result.records:
-        if record["label"] == label and record.get("clients") == clients and measured(record):
+        if record.label == label and record.clients == clients and record.measured:
             return record
     return None
 
 
-def metric_of(record: Record, metric: Metric) -> float | None:
-    value = record.get("qps") if metric == "qps" else (record.get("latency_ms") or {}).get("p50")
-    return float(value) if isinstance(value, int | float) else None
+def metric_of(record: PointRecord, metric: Metric) -> float | None:
+    return record.qps if metric == "qps" else record.latency_ms.get("p50")
 
 
 def timeout_ms(result: ResultSet) -> float:
-    return float((result.scenario.get("serving") or {}).get("batching_timeout_ms") or 0.0)
+    return float(result.scenario.serving.get("batching_timeout_ms") or 0.0)
 
 
 # -- the conclusions -------------------------------------------------------------------------

@@ -21,10 +21,13 @@ Adding a system is one module with a :class:`System` subclass plus one line in
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from harness.errors import InputError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -134,7 +137,34 @@ class System(ABC):
         self.stop()
 
 
+#: name -> (the pipebench extra that installs what it needs, the modules it imports).
+#: The core (pipe, null) needs none; ``scripts/bootstrap.sh`` installs every extra.
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pipe+thrift": ("thrift", ("thrift",)),
+    "thrift": ("thrift", ("thrift",)),
+    "triton": ("triton", ("tritonclient", "pytriton")),
+    "triton-rpc": ("triton", ("tritonclient", "pytriton")),
+    "torchpipe": ("torchpipe", ("omniback",)),
+}
+
+
+def missing_extra(name: str) -> str | None:
+    """Why system ``name`` cannot be used here (its extra is not installed), or None."""
+    extra, modules = EXTRAS.get(name, ("", ()))
+    absent = [module for module in modules if importlib.util.find_spec(module) is None]
+    if not absent:
+        return None
+    return (
+        f"system {name!r} needs the {extra!r} extra (missing: {', '.join(absent)}): "
+        f"pip install 'pipebench[{extra}]'"
+    )
+
+
 def system_class(name: str) -> type[System]:
+    """The class of system ``name``; a missing extra is bad input, not an ImportError."""
+    problem = missing_extra(name)
+    if problem:
+        raise InputError(problem)
     module, _, attr = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 

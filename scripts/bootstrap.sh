@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Sets up pipebench in ./.venv on a fresh Debian machine: `scripts/bootstrap.sh [EXTRAS]`.
-#   scripts/bootstrap.sh           the harness and every system it runs
+#   scripts/bootstrap.sh           the harness and every system it runs (extra `all`)
 #   scripts/bootstrap.sh test      plus what the test suite needs
+#   scripts/bootstrap.sh core      only the core: run (pipe), report, compare, export
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=${1:-}
+extras=${1:-all}
+[ "$extras" = core ] && extras=
 
 apt_install() {  # Debian packages, only when missing and only as root.
   local missing=()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness import histogram
 from harness.report.render import render_reports
 from harness.report.resultsets import latest_by_scenario
 from harness.report.seedpage import seed_page
@@ -52,10 +53,8 @@ def adaptive_records(v0_two_clients_ms: float = 10.4) -> list[dict[str, Any]]:
                 record(label, clients, qps, system=system, latency_ms=latency(ms))
                 | {"batch_sizes": batches}
             )
-    records[0]["latency_histogram"] = {
-        "edges_ms": [0.01, 0.03, 0.05, 0.1, 1.0],
-        "counts": [10, 300, 600, 90],
-    }
+    spread = np.random.default_rng(0).lognormal(np.log(50_000), 0.5, 1000).astype(np.int64)
+    records[0]["histogram"] = histogram.encode(histogram.of_latencies(spread, 30.0))
     records[3] |= {"valid": False, "stable": False, "invalid_reasons": ["unstable"]}
     records[-1] = record("triton", 10, [0.0]) | {
         "system": "triton",
@@ -333,3 +332,38 @@ def test_cli_env_reports_what_is_installed():
     assert "yes" in lines["tritonserver"] and "tritonserver" in lines["tritonserver"]
     for name in ("perf_analyzer", "onnxruntime", "torch", "GPU", "TensorRT", "opencv"):
         assert name in lines
+
+
+def test_a_time_series_page_per_point_and_a_percentile_plot_from_the_histogram(tmp_path):
+    """Windows in the file: a page per load point with QPS and TP99 over time."""
+    windows = [
+        {
+            "repeat": repeat,
+            "start_s": 5.0 * repeat + index,
+            "duration_s": 1.0,
+            "qps": 900.0 + 40 * index,
+            "p50_ms": 1.0,
+            "p99_ms": 3.0 - 0.5 * index,
+            "errors": 0,
+            "measured": index > 0,
+        }
+        for repeat in range(2)
+        for index in range(4)
+    ]
+    spread = np.random.default_rng(1).lognormal(np.log(1e6), 0.4, 4000).astype(np.int64)
+    encoded = histogram.encode(histogram.of_latencies(spread, 30.0))
+    records = [
+        record(label, 4, [1000.0, 1010.0]) | {"windows": windows, "histogram": encoded}
+        for label in ("pipe", "thrift")
+    ]
+    write_result(tmp_path / "r.json", records, name="series")
+    written = render_reports([tmp_path / "r.json"], tmp_path / "out")
+    page = tmp_path / "out" / "series-clients-4.md"
+    assert page in written
+    text = page.read_text()
+    assert "![QPS and TP99 per window](img/series-clients-4.png)" in text
+    assert "| thrift | 1 | 1010 |" in text  # each repeat's own values
+    assert (tmp_path / "out" / "img" / "series-clients-4.png").read_bytes().startswith(PNG_MAGIC)
+    assert "[4 clients](series-clients-4.md)" in (tmp_path / "out" / "series.md").read_text()
+    assert (tmp_path / "out" / "img" / "series-cdf.png").read_bytes().startswith(PNG_MAGIC)
+    assert 'id="series-clients-4"' in (tmp_path / "out" / "report.html").read_text()

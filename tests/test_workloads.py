@@ -6,6 +6,7 @@ with the harness's equivalence check, the same one the runner applies before mea
 
 from __future__ import annotations
 
+import time
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -184,3 +185,14 @@ def test_seed_tables_are_each_reproduced_once():
     named = [table for table in tables if table]
     assert len(named) == len(set(named))
     assert {"adaptive-batching", "gil-sum", "resnet18-local", "resnet50-batching"} <= set(named)
+
+
+def test_echo_delay_ms_sleeps_per_request_on_the_server_side():
+    echo = create_workload("echo", {"delay_ms": 20})
+    request = echo.make_request()
+    began = time.perf_counter()
+    replies = echo.compute([request, request])
+    took = time.perf_counter() - began
+    assert took >= 0.040  # 20 ms for each of the two requests of the batch
+    assert all(np.array_equal(reply, request) for reply in replies)
+    assert create_workload("echo", {}).params.delay_ms == 0

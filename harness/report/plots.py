@@ -19,15 +19,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from harness.report.resultsets import (
-    Point,
-    Record,
-    ResultSet,
-    batch_sizes,
-    measured,
-    point_of,
-    point_text,
-)
+from harness import histogram
+from harness.report.resultsets import Point, ResultSet, batch_sizes, point_text
+from harness.results import PointRecord
 
 DPI = 100
 
@@ -36,17 +30,17 @@ def frame(result: ResultSet) -> pd.DataFrame:
     """One row per measured record: label, point, qps (and its CI), p50, p99."""
     rows = []
     for record in result.records:
-        point = point_of(record)
-        if point is None or not measured(record):
+        if not record.measured:
             continue
-        latency = record.get("latency_ms") or {}
-        ci = record.get("qps_ci95") or [np.nan, np.nan]
+        latency = record.latency_ms
+        ci = record.qps_ci95 or [np.nan, np.nan]
+        kind, x = record.point_key
         rows.append(
             {
-                "label": record["label"],
-                "kind": point[0],
-                "x": point[1],
-                "qps": float(record.get("qps") or 0.0),
+                "label": record.label,
+                "kind": kind,
+                "x": x,
+                "qps": record.qps,
                 "qps_lo": float(ci[0]),
                 "qps_hi": float(ci[1]),
                 "p50": float(latency.get("p50", np.nan)),
@@ -128,24 +122,29 @@ def latency_plot(result: ResultSet, data: pd.DataFrame, path: Path) -> Path | No
     return path
 
 
-#: The quantiles every record carries, as points of its latency CDF.
-_QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "max": 1.0}
+#: The quantiles every record carries: a CDF for files written before histograms were kept.
+_QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+#: HdrHistogram-style percentile axis: x = 1 / (1 - share), labelled as percentiles.
+_PERCENTILE_TICKS = {2.0: "50%", 10.0: "90%", 100.0: "99%", 1e3: "99.9%", 1e4: "99.99%"}
 
 
-def _cdf(record: Record) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """(latency ms, fraction ≤ it, exact?): the record's histogram if it has one
-    (``latency_histogram``: {"edges_ms": n+1 edges, "counts": n counts}), else its quantiles."""
-    raw = record.get("latency_histogram")
-    if isinstance(raw, dict):
-        edges = np.asarray(raw.get("edges_ms") or [], dtype=float)
-        counts = np.asarray(raw.get("counts") or [], dtype=float)
-        if len(edges) == len(counts) + 1 and counts.sum() > 0:
-            return edges, np.concatenate([[0.0], np.cumsum(counts) / counts.sum()]), True
-    latency = record.get("latency_ms") or {}
+def _percentile_curve(record: PointRecord) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """(1 / (1 - share), latency ms, exact?) of the record's latency distribution.
+
+    From the histogram when the record has one (every occupied bucket: exact to its 3
+    significant digits); else from the quantiles an older file kept. The largest value
+    sits at share 1 - 1/count, the last step HdrHistogram's plots show.
+    """
+    if record.histogram:
+        decoded = histogram.decode(record.histogram)
+        latency, shares = histogram.cdf(decoded)
+        if latency.size:
+            floor = 1 / decoded.get_total_count()
+            return 1 / np.maximum(1 - shares, floor), latency, True
     known = [
-        (float(latency[key]), share)
+        (1 / (1 - share), float(record.latency_ms[key]))
         for key, share in _QUANTILES.items()
-        if isinstance(latency.get(key), int | float) and math.isfinite(latency[key])
+        if math.isfinite(record.latency_ms.get(key, math.nan))
     ]
     if len(known) < 2:
         return None
@@ -154,32 +153,82 @@ def _cdf(record: Record) -> tuple[np.ndarray, np.ndarray, bool] | None:
 
 
 def cdf_plot(result: ResultSet, path: Path) -> Path | None:
-    """Latency CDF per system, one panel per load point."""
+    """Latency by percentile per system, one panel per load point (HdrHistogram style)."""
     panels: dict[Point, list[tuple[str, tuple[np.ndarray, np.ndarray, bool]]]] = {}
     for record in result.records:
-        point = point_of(record)
-        curve = _cdf(record) if point and measured(record) else None
-        if point and curve:
-            panels.setdefault(point, []).append((record["label"], curve))
+        curve = _percentile_curve(record) if record.measured else None
+        if curve:
+            panels.setdefault(record.point_key, []).append((record.label, curve))
     if not panels:
         return None
     palette = colors(result)
     with _figure(path, ncols=len(panels), width=4.2) as axes:
         for ax, point in zip(axes, sorted(panels), strict=True):
+            right = 2.0
             for label, (x, y, exact) in panels[point]:
-                style = {"drawstyle": "default"} if exact else {"marker": "o", "markersize": 3}
+                style = {"drawstyle": "steps-post"} if exact else {"marker": "o", "markersize": 3}
                 ax.plot(x, y, label=label, color=palette[label], **style)
-            low = min(float(x.min()) for _, (x, _, _) in panels[point])
-            high = max(float(x.max()) for _, (x, _, _) in panels[point])
+                right = max(right, float(x.max()))
+            ax.set_xscale("log")
+            ax.set_xlim(1.0, right * 1.2)
+            ticks = {t: name for t, name in _PERCENTILE_TICKS.items() if t <= right * 1.2}
+            ax.set_xticks(list(ticks), list(ticks.values()))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            low = min(float(y.min()) for _, (_, y, _) in panels[point])
+            high = max(float(y.max()) for _, (_, y, _) in panels[point])
             if low > 0 and high / low > 10:  # tails an order of magnitude out: log scale
-                ax.set_xscale("log")
-                ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-                ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel("latency (ms)")
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.set_xlabel("percentile")
             ax.set_title(point_text(point))
             ax.grid(True, alpha=0.3)
-        axes[0].set_ylabel("share of requests ≤ latency")
+        axes[0].set_ylabel("latency (ms)")
         axes[0].legend(fontsize="x-small")
+    return path
+
+
+def timeseries_plot(result: ResultSet, point: Point, path: Path) -> Path | None:
+    """QPS and TP99 per window over the point's repeats: warm-up effects and drift show.
+
+    Windows outside the reported measurement (before the last three of a repeat) are drawn
+    hollow; each repeat is its own line segment, so the gaps between repeats stay gaps.
+    """
+    records = [r for r in result.records if r.point_key == point and r.measured and r.windows]
+    if not records:
+        return None
+    palette = colors(result)
+    with _figure(path, ncols=2, width=5.2) as (left, right):
+        for record in records:
+            color = palette[record.label]
+            for repeat in sorted({w.repeat for w in record.windows}):
+                windows = [w for w in record.windows if w.repeat == repeat]
+                x = [w.start_s + w.duration_s / 2 for w in windows]
+                label = record.label if repeat == 0 else None
+                for ax, values in (
+                    (left, [w.qps for w in windows]),
+                    (right, [w.p99_ms for w in windows]),
+                ):
+                    ax.plot(x, values, color=color, label=label)
+                    hollow = [
+                        (xi, v)
+                        for xi, v, w in zip(x, values, windows, strict=True)
+                        if not w.measured
+                    ]
+                    if hollow:
+                        hx, hv = zip(*hollow, strict=True)
+                        ax.scatter(hx, hv, facecolors="none", edgecolors=color)
+                    ax.scatter(
+                        [xi for xi, w in zip(x, windows, strict=True) if w.measured],
+                        [v for v, w in zip(values, windows, strict=True) if w.measured],
+                        color=color,
+                        s=12,
+                    )
+        left.set_title(f"QPS per window · {point_text(point)}")
+        right.set_title(f"TP99 (ms) per window · {point_text(point)}")
+        for ax in (left, right):
+            ax.set_xlabel("time since the first window (s)")
+            ax.grid(True, alpha=0.3)
+        left.legend(fontsize="x-small")
     return path
 
 
@@ -187,10 +236,9 @@ def batch_plot(result: ResultSet, path: Path) -> Path | None:
     """Formed batch sizes per system: one panel per system, one bar group per point."""
     by_label: dict[str, list[tuple[str, dict[int, int]]]] = {}
     for record in result.records:
-        sizes = batch_sizes(record) if measured(record) else {}
-        point = point_of(record)
-        if sizes and point:
-            by_label.setdefault(record["label"], []).append((point_text(point), sizes))
+        sizes = batch_sizes(record) if record.measured else {}
+        if sizes:
+            by_label.setdefault(record.label, []).append((point_text(record.point_key), sizes))
     if not any(max(s) > 1 for groups in by_label.values() for _, s in groups):
         return None  # every batch held one request: nothing to see
     labels = [label for label in result.labels if label in by_label]

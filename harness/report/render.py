@@ -10,9 +10,16 @@ from pathlib import Path
 
 from harness.errors import InputError
 from harness.report.html import html_page
-from harness.report.pages import index_page, scenario_page
-from harness.report.plots import batch_plot, cdf_plot, frame, latency_plot, qps_plot
-from harness.report.resultsets import ResultSet, latest_by_scenario
+from harness.report.pages import index_page, scenario_page, series_page, series_page_name
+from harness.report.plots import (
+    batch_plot,
+    cdf_plot,
+    frame,
+    latency_plot,
+    qps_plot,
+    timeseries_plot,
+)
+from harness.report.resultsets import Point, ResultSet, latest_by_scenario
 from harness.report.seedpage import seed_page
 from harness.results import prepare_dir
 
@@ -26,7 +33,7 @@ def _figures(result: ResultSet, images: Path) -> dict[str, str]:
     drawn = {
         "QPS by load": qps_plot(result, data, images / f"{result.name}-qps.png"),
         "TP50 and TP99 by load": latency_plot(result, data, images / f"{result.name}-latency.png"),
-        "Latency CDF": cdf_plot(result, images / f"{result.name}-cdf.png"),
+        "Latency by percentile": cdf_plot(result, images / f"{result.name}-cdf.png"),
         "Formed batch sizes": batch_plot(result, images / f"{result.name}-batches.png"),
     }
     return {caption: f"{IMAGE_DIR}/{path.name}" for caption, path in drawn.items() if path}
@@ -41,7 +48,16 @@ def render_reports(paths: list[Path], out_dir: Path) -> list[Path]:
     images = prepare_dir(out_dir / IMAGE_DIR)
     pages = {"index": index_page(results, HTML_NAME), "report": seed_page(results)}
     for name in sorted(results):
-        pages[name] = scenario_page(results[name], _figures(results[name], images))
+        result = results[name]
+        series: dict[Point, str] = {}
+        series_pages: dict[str, str] = {}
+        for point in sorted({record.point_key for record in result.records}):
+            page = series_page_name(result, point)
+            if timeseries_plot(result, point, images / f"{page}.png"):
+                series[point] = page
+                series_pages[page] = series_page(result, point, f"{IMAGE_DIR}/{page}.png")
+        pages[name] = scenario_page(result, _figures(result, images), series)
+        pages.update(series_pages)
     written = []
     for name, text in pages.items():
         path = out_dir / f"{name}.md"

@@ -1,81 +1,91 @@
-"""Result files as the report and the comparison read them: plain dicts, tolerant of age.
+"""Result files as the report, the comparison and the export read them.
 
-Result files outlive the code that wrote them, so everything here reads records as dicts
-and treats every field beyond ``label``/``qps`` as optional: a file from before repeats,
-batch histograms or open-loop rates still renders and compares.
+Every file is read through the result contract (:mod:`harness.results`): its version is
+checked, an old file is migrated, and what comes out is typed records, so a reader never
+guesses at a field. A file that is not a result is one ``FILE: field: reason`` line.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.errors import InputError
-from harness.results import PointRecord, Ratio, read_result
+from harness.results import (
+    Environment,
+    Point,
+    PointRecord,
+    RunResult,
+    ScenarioAsRun,
+    read_result,
+)
 
-Record = dict[str, Any]
-#: A load point: ("clients", 10) for closed loop, ("rate", 500.0) for open loop.
-Point = tuple[str, float]
+__all__ = ["Point", "PointRecord", "ResultSet", "latest_by_scenario", "load_result_set"]
 
 
 @dataclass(frozen=True)
 class ResultSet:
-    """One result file: a scenario run, its environment and its records."""
+    """One result file: where it was read from, and its document."""
 
     path: Path
-    name: str
-    scenario: dict[str, Any]
-    environment: dict[str, Any]
-    started_at: str
-    complete: bool
-    records: list[Record]
+    document: RunResult
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+    @property
+    def scenario(self) -> ScenarioAsRun:
+        return self.document.scenario
+
+    @property
+    def environment(self) -> Environment:
+        return self.document.environment
+
+    @property
+    def started_at(self) -> str:
+        return self.document.started_at
+
+    @property
+    def complete(self) -> bool:
+        return self.document.complete
+
+    @property
+    def records(self) -> list[PointRecord]:
+        return self.document.records
 
     @property
     def labels(self) -> list[str]:
         """System labels in the scenario's column order (then any extra ones)."""
-        ordered = [s.get("label") or s.get("name") for s in self.scenario.get("systems", [])]
-        seen = [label for label in ordered if label]
+        seen = [spec.column for spec in self.scenario.systems]
         for record in self.records:
-            if record["label"] not in seen:
-                seen.append(record["label"])
+            if record.label not in seen:
+                seen.append(record.label)
         return seen
+
+    def expected_keys(self) -> set[tuple[str, Point]]:
+        """(label, point) of every system x load point the scenario asked for."""
+        load = self.scenario.load
+        kind = "rate" if load.get("rates") else "clients"
+        points = load.get("rates") or load.get("clients") or []
+        return {(spec.column, (kind, value)) for spec in self.scenario.systems for value in points}
 
 
 def load_result_set(path: Path) -> ResultSet:
     """Read one result file; anything that is not one raises ``FILE: field: reason``."""
-    document = read_result(path)
-    if not isinstance(document, dict):
-        raise InputError(f"{path}: (top level): not a result file (expected a JSON object)")
-    scenario = document.get("scenario")
-    if not isinstance(scenario, dict) or not isinstance(scenario.get("name"), str):
-        raise InputError(f"{path}: scenario.name: missing (not a pipebench result file)")
-    records = document.get("records")
-    if not isinstance(records, list):
-        raise InputError(f"{path}: records: missing or not a list")
-    for index, record in enumerate(records):
-        if not isinstance(record, dict) or not isinstance(record.get("label"), str):
-            raise InputError(f"{path}: records.{index}.label: missing")
-        if point_of(record) is None:
-            raise InputError(f"{path}: records.{index}: neither clients nor rate")
-    return ResultSet(
-        path=path,
-        name=scenario["name"],
-        scenario=scenario,
-        environment=document.get("environment") or {},
-        started_at=str(document.get("started_at") or ""),
-        complete=bool(document.get("complete", False)),
-        records=records,
-    )
+    return ResultSet(path=path, document=read_result(path))
 
 
 def result_files(paths: list[Path]) -> list[Path]:
-    """Files as given; a folder contributes its ``*.json`` (not its subfolders)."""
+    """Files as given; a folder contributes its ``*.json`` (not its subfolders), and a
+    folder without any is an error naming it (an empty baseline must not pass a gate)."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(path.glob("*.json")))
+            found = sorted(path.glob("*.json"))
+            if not found:
+                raise InputError(f"{path}: no result files (*.json) in this folder")
+            files.extend(found)
         elif path.exists():
             files.append(path)
         else:
@@ -94,14 +104,6 @@ def latest_by_scenario(paths: list[Path]) -> dict[str, ResultSet]:
     return latest
 
 
-def point_of(record: Record) -> Point | None:
-    for kind in ("clients", "rate"):
-        value = record.get(kind)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return kind, value
-    return None
-
-
 def point_text(point: Point) -> str:
     kind, value = point
     if kind == "rate":
@@ -109,30 +111,9 @@ def point_text(point: Point) -> str:
     return f"{value:g} client" + "s" * (value != 1)
 
 
-def measured(record: Record) -> bool:
-    """The point produced numbers (its system did not fail before or during it)."""
-    return not record.get("failure") and bool(record.get("ok", 1))
-
-
-def batch_sizes(record: Record) -> dict[int, int]:
+def batch_sizes(record: PointRecord) -> dict[int, int]:
     """Formed batch sizes: the record's own field, or the server's counters in older files."""
-    sizes = record.get("batch_sizes") or (record.get("server_stats") or {}).get("batch_sizes")
+    sizes = record.batch_sizes or record.server_stats.get("batch_sizes")
     if not isinstance(sizes, dict):
         return {}
     return {int(size): int(count) for size, count in sizes.items() if int(count) > 0}
-
-
-def as_point_record(record: Record) -> PointRecord:
-    """The dataclass :mod:`harness.table` renders; fields it does not know are dropped.
-
-    A file from before validity marks has nothing against its points: they read as valid.
-    """
-    known = {f.name for f in dataclasses.fields(PointRecord)}
-    values = {key: value for key, value in record.items() if key in known}
-    values.setdefault("system", record["label"])
-    for flag in ("valid", "stable"):
-        if flag in known:
-            values.setdefault(flag, True)
-    if isinstance(values.get("ratio"), dict):
-        values["ratio"] = Ratio(**values["ratio"])
-    return PointRecord(**values)

@@ -55,7 +55,7 @@ def _ours(result: ResultSet | None, label: str | None, clients: int, metric: Met
     record = find_record(result, label, clients)
     value = metric_of(record, metric) if record else None
     if record is None or value is None:
-        failed = [r for r in result.records if r["label"] == label and r.get("failure")]
+        failed = [r for r in result.records if r.label == label and r.failure]
         return "failed" if failed else "not measured"
     return _format(value, metric) + (" ⚠" if doubtful_record(record) else "")
 
