@@ -192,6 +192,8 @@ class SystemEntry(BaseModel):
     name: str
     label: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Workload parameters this system overrode (a paired variant of the workload).
+    workload: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def column(self) -> str:
@@ -214,6 +216,8 @@ class ScenarioAsRun(BaseModel):
     serving: dict[str, Any] = Field(default_factory=dict)
     load: dict[str, Any] = Field(default_factory=dict)
     systems: list[SystemEntry] = Field(default_factory=list)
+    #: The column ratios are taken to (None: the first system).
+    baseline: str | None = None
 
 
 class Environment(_Model):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from harness import claims
 from harness.report.resultsets import ResultSet, point_text
 from harness.results import PointRecord, SystemEntry
 
@@ -30,9 +31,12 @@ class SystemMatch:
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    #: Workload parameters the system must override (e.g. ``{"type": "bytes"}``); a system
+    #: that overrides any other does not match.
+    workload: dict[str, Any] = field(default_factory=dict)
 
     def matches(self, spec: SystemEntry) -> bool:
-        if spec.name != self.name:
+        if spec.name != self.name or spec.workload != self.workload:
             return False
         given = spec.options
         return all(
@@ -88,6 +92,7 @@ PIPE_THRIFT_THREADS = SystemMatch("pipe+thrift", {"kind": "thread"})
 PIPE_THRIFT_PROCESS = SystemMatch("pipe+thrift", {"kind": "process"})
 THRIFT = SystemMatch("thrift")
 TRITON = SystemMatch("triton")
+TRITON_BYTES = SystemMatch("triton", workload={"type": "bytes"})
 TRITON_RPC = SystemMatch("triton-rpc")
 TORCHPIPE_CPP = SystemMatch("torchpipe", {"backend": "Identity"})
 
@@ -307,8 +312,12 @@ def timeout_ms(result: ResultSet) -> float:
 
 
 # -- the conclusions -------------------------------------------------------------------------
+#
+# Each conclusion is a claim about an interval (harness.claims): it holds when the whole 95 %
+# interval is on the claimed side of its margin, fails when it is wholly on the other side,
+# and is inconclusive otherwise. Ratios of two systems of one scenario are paired by round.
 
-Status = Literal["pass", "fail", "not measured"]
+Status = Literal["holds", "fails", "inconclusive", "not measured"]
 
 
 @dataclass(frozen=True)
@@ -328,6 +337,14 @@ NOT_MEASURED = Outcome("not measured", "")
 ADAPTIVE = "adaptive-batching"
 
 
+def rounds_of(record: PointRecord, metric: Metric) -> list[float]:
+    """The metric in each round of a point (older files: their single summary value)."""
+    if metric == "qps":
+        return list(record.qps_repeats) or [record.qps]
+    found = [repeat.p50_ms for repeat in record.per_repeat]
+    return found or [record.latency_ms.get("p50", float("nan"))]
+
+
 @dataclass(frozen=True)
 class Where:
     """One of our systems in the run reproducing one seed table."""
@@ -335,30 +352,36 @@ class Where:
     key: str
     match: SystemMatch
 
-    def values(
+    def rounds(
         self, results: Results, metric: Metric, clients: tuple[int, ...]
-    ) -> tuple[str, dict[int, float]] | None:
-        """Our label and its metric at every one of ``clients``; None if any is missing."""
+    ) -> tuple[str, dict[int, list[float]]] | None:
+        """Our label and its metric's rounds at every one of ``clients``; None if any is
+        missing."""
         result = scenario_for(results, self.key)
         label = find_label(result, self.match) if result else None
         if result is None or label is None:
             return None
-        found: dict[int, float] = {}
+        found: dict[int, list[float]] = {}
         for n in clients:
             record = find_record(result, label, n)
-            value = metric_of(record, metric) if record else None
-            if value is None:
+            if record is None:
                 return None
-            found[n] = value
+            found[n] = rounds_of(record, metric)
         return label, found
 
 
-def _verdict(ok: bool, evidence: str) -> Outcome:
-    return Outcome("pass" if ok else "fail", evidence)
+def _outcome(verdict: claims.Verdict, evidence: str, decisive: claims.Estimate) -> Outcome:
+    if verdict == "inconclusive":
+        evidence += f" ({claims.tie_text(decisive)})"
+    return Outcome(verdict, evidence)
 
 
-def _near_timeout(p50: float, timeout: float) -> bool:
-    return 0.9 * timeout <= p50 <= 1.5 * timeout
+def _tp50(results: Results, match: SystemMatch, clients: tuple[int, ...]):
+    found = Where(ADAPTIVE, match).rounds(results, "p50", clients)
+    if found is None:
+        return None
+    label, rounds = found
+    return label, {n: claims.estimate(values) for n, values in rounds.items()}
 
 
 def _adaptive_does_not_wait(results: Results) -> Outcome:
@@ -367,44 +390,49 @@ def _adaptive_does_not_wait(results: Results) -> Outcome:
     timeout = timeout_ms(result) if result else 0.0
     checked = []
     for match in (PIPE_ADAPTIVE, PIPE_TORCHPIPE, PIPE_V0, SystemMatch("torchpipe")):
-        found = Where(ADAPTIVE, match).values(results, "p50", (1,))
+        found = _tp50(results, match, (1,))
         if found:
             checked.append((found[0], found[1][1]))
     if not checked or timeout <= 0:
         return NOT_MEASURED
-    evidence = ", ".join(f"{label} {p50:.3g} ms" for label, p50 in checked)
-    return _verdict(
-        all(p50 < timeout / 10 for _, p50 in checked),
-        f"1-client TP50: {evidence}; timeout {timeout:g} ms",
-    )
+    verdicts = [claims.below(p50, timeout / 10) for _, p50 in checked]
+    verdict = claims.combine(verdicts)
+    evidence = ", ".join(f"{label} {p50.text()} ms" for label, p50 in checked)
+    worst = max((p50 for _, p50 in checked), key=lambda e: e.bounds[1])
+    return _outcome(verdict, f"1-client TP50: {evidence}; timeout {timeout:g} ms", worst)
+
+
+def _near_timeout(p50: claims.Estimate, timeout: float) -> claims.Verdict:
+    return claims.between(p50, 0.9 * timeout, 1.5 * timeout)
 
 
 def _triton_waits(results: Results) -> Outcome:
-    found = Where(ADAPTIVE, TRITON).values(results, "p50", (1,))
+    found = _tp50(results, TRITON, (1,))
     result = scenario_for(results, ADAPTIVE)
     if not found or result is None:
         return NOT_MEASURED
     timeout = timeout_ms(result)
     label, p50 = found[0], found[1][1]
-    evidence = f"{label} 1-client TP50 {p50:.3g} ms; timeout {timeout:g} ms"
-    return _verdict(_near_timeout(p50, timeout), evidence)
+    evidence = f"{label} 1-client TP50 {p50.text()} ms; timeout {timeout:g} ms"
+    return _outcome(_near_timeout(p50, timeout), evidence, p50)
 
 
 def _v0_two_client_wait(results: Results) -> Outcome:
-    found = Where(ADAPTIVE, PIPE_V0).values(results, "p50", (1, 2))
+    found = _tp50(results, PIPE_V0, (1, 2))
     result = scenario_for(results, ADAPTIVE)
     if not found or result is None:
         return NOT_MEASURED
     timeout = timeout_ms(result)
-    p50 = found[1]
-    return _verdict(
-        p50[1] < timeout / 10 and _near_timeout(p50[2], timeout),
-        f"{found[0]} TP50 {p50[1]:.3g} ms at 1 client, {p50[2]:.3g} ms at 2; "
-        f"timeout {timeout:g} ms",
+    label, p50 = found
+    verdict = claims.combine([claims.below(p50[1], timeout / 10), _near_timeout(p50[2], timeout)])
+    evidence = (
+        f"{label} TP50 {p50[1].text()} ms at 1 client, {p50[2].text()} ms at 2; "
+        f"timeout {timeout:g} ms"
     )
+    return _outcome(verdict, evidence, p50[2])
 
 
-#: "A beats B" needs a margin: separate runs on a busy 2-core machine differ by a few percent.
+#: "A beats B" needs a margin: 5 %, judged on the interval of the paired ratio.
 BEATS = 1.05
 
 
@@ -414,26 +442,30 @@ def _faster(
     """``fast`` reaches more than ``factor`` x the QPS of ``slow`` at every point."""
 
     def check(results: Results) -> Outcome:
-        ours = fast.values(results, "qps", clients)
-        theirs = slow.values(results, "qps", clients)
+        ours = fast.rounds(results, "qps", clients)
+        theirs = slow.rounds(results, "qps", clients)
         if not ours or not theirs:
             return NOT_MEASURED
         (a, qa), (b, qb) = ours, theirs
-        if fast.key != slow.key:  # two runs: say which is which
+        paired = fast.key == slow.key
+        if not paired:  # two runs: say which is which
             a, b = f"{fast.key} {a}", f"{slow.key} {b}"
-        ratios = {n: qa[n] / qb[n] if qb[n] > 0 else float("inf") for n in clients}
+        ratios = {n: claims.ratio(qa[n], qb[n], paired) for n in clients}
         evidence = "; ".join(
-            f"{point_text(('clients', n))}: {a} {qa[n]:.0f} vs {b} {qb[n]:.0f} QPS "
-            f"({ratios[n]:.2f}x)"
+            f"{point_text(('clients', n))}: {a} / {b} = {ratios[n].text()}"
+            + ("" if paired else " (unpaired)")
             for n in clients
         )
-        return _verdict(all(r > factor for r in ratios.values()), evidence)
+        verdict = claims.combine([claims.above(r, factor) for r in ratios.values()])
+        decisive = min(ratios.values(), key=lambda r: r.bounds[0])
+        return _outcome(verdict, evidence + f"; margin {factor:g}x", decisive)
 
     return check
 
 
 def _all_of(*checks: Callable[[Results], Outcome]) -> Callable[[Results], Outcome]:
-    """Passes when every measured part passes; not measured when no part is."""
+    """Holds when every measured part holds; fails when one fails; not measured when no
+    part is."""
 
     def check(results: Results) -> Outcome:
         outcomes = [c(results) for c in checks]
@@ -444,7 +476,8 @@ def _all_of(*checks: Callable[[Results], Outcome]) -> Callable[[Results], Outcom
         evidence = "; ".join(o.evidence for o in done)
         if missing:
             evidence += f" ({missing} part{'s' * (missing > 1)} not measured)"
-        return _verdict(all(o.status == "pass" for o in done), evidence)
+        verdicts: list[claims.Verdict] = [o.status for o in done]  # type: ignore[misc]
+        return Outcome(claims.combine(verdicts), evidence)
 
     return check
 
@@ -456,7 +489,7 @@ CONCLUSIONS: tuple[Conclusion, ...] = (
     Conclusion(
         HELLO,
         "Triton handles strings poorly: the same HelloWorld is slower as BYTES than as UINT8.",
-        _faster(Where("hello_world", TRITON), Where("hello-world-string", TRITON), (1, 10), BEATS),
+        _faster(Where("hello_world", TRITON), Where("hello_world", TRITON_BYTES), (1, 10), BEATS),
     ),
     Conclusion(
         "Batching adapts to the number of clients",

@@ -136,9 +136,9 @@ def test_the_seed_report_sets_our_numbers_beside_the_seeds(rendered):
     )
     assert "| triton | triton | 10.5 | 10.8 | 10.57 | 10.9 | 0.5 | 0.9 | 0.97 | failed |" in report
     assert "| - | pipe | - | 0.05 | - | 0.09 | - | 0.3 | - | 0.7 ⚠ |" in report
-    assert "✓ With 1 client, adaptive batching does not wait" in report
-    assert "✓ With 1 client, Triton's dynamic batcher waits" in report
-    assert "✓ pipe with policy torchpipe-v0 reproduces the seed's 2-client wait" in report
+    assert "✓ holds: With 1 client, adaptive batching does not wait" in report
+    assert "✓ holds: With 1 client, Triton's dynamic batcher waits" in report
+    assert "✓ holds: pipe with policy torchpipe-v0 reproduces the seed's 2-client wait" in report
     assert "○ not measured: On GIL-bound Python work" in report
     for table in TABLES:
         assert table.settings in report
@@ -181,7 +181,7 @@ def test_the_seeds_conclusions_hold_on_the_seeds_own_numbers(tmp_path):
     outcomes = {c.statement: c.check(results) for c in CONCLUSIONS}
     bytes_check = next(s for s in outcomes if "BYTES" in s)
     assert outcomes.pop(bytes_check).status == "not measured"  # the seed gives no numbers
-    assert {s: o.status for s, o in outcomes.items()} == dict.fromkeys(outcomes, "pass")
+    assert {s: o.status for s, o in outcomes.items()} == dict.fromkeys(outcomes, "holds")
     assert len(outcomes) == 6
 
 
@@ -190,9 +190,37 @@ def test_a_contradicting_result_fails_its_conclusion_with_the_numbers(tmp_path):
     results = latest_by_scenario([tmp_path])
     v0 = next(c for c in CONCLUSIONS if "torchpipe-v0" in c.statement)
     assert v0.check(results) == Outcome(
-        "fail", "pipe-v0 TP50 0.06 ms at 1 client, 0.3 ms at 2; timeout 10 ms"
+        "fails",
+        "pipe-v0 TP50 0.06 (no interval) ms at 1 client, 0.3 (no interval) ms at 2; timeout 10 ms",
     )
-    assert "✗ pipe with policy torchpipe-v0" in seed_page(results)
+    assert "✗ fails: pipe with policy torchpipe-v0" in seed_page(results)
+
+
+def test_a_conclusion_whose_interval_straddles_its_margin_is_inconclusive(tmp_path):
+    """Paired rounds of triton and triton-bytes: 1.02x to 1.10x straddles the 1.05 margin;
+    a clear 1.3x holds, and a ratio wholly under the margin fails."""
+    from tests.result_files import record, write_result
+
+    systems = [
+        {"name": "triton", "label": "triton"},
+        {"name": "triton", "label": "triton-bytes", "workload": {"type": "bytes"}},
+    ]
+
+    def run(factors: list[float]) -> dict:
+        uint8 = [1000.0 * (1 + 0.01 * i) for i in range(6)]
+        records = []
+        for clients in (1, 10):
+            records.append(record("triton", clients, uint8, system="triton"))
+            rounds = [q / f for q, f in zip(uint8, factors, strict=True)]
+            records.append(record("triton-bytes", clients, rounds, system="triton"))
+        write_result(tmp_path / "hello_world.json", records, name="hello_world", systems=systems)
+        return latest_by_scenario([tmp_path])
+
+    bytes_check = next(c for c in CONCLUSIONS if "BYTES" in c.statement)
+    tie = bytes_check.check(run([1.02, 1.04, 1.06, 1.08, 1.10, 1.03]))
+    assert tie.status == "inconclusive" and "tie within ±" in tie.evidence
+    assert bytes_check.check(run([1.3] * 6)).status == "holds"
+    assert bytes_check.check(run([0.98, 1.0, 1.01, 0.99, 1.02, 1.0])).status == "fails"
 
 
 # -- the HTML page in a real browser ---------------------------------------------------------

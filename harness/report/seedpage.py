@@ -23,7 +23,12 @@ from harness.seed import (
     scenario_for,
 )
 
-STATUS_MARK = {"pass": "✓", "fail": "✗", "not measured": "○ not measured:"}
+STATUS_MARK = {
+    "holds": "✓ holds:",
+    "fails": "✗ fails:",
+    "inconclusive": "≈ inconclusive:",
+    "not measured": "○ not measured:",
+}
 INTRO = """\
 # The seed report, reproduced
 
@@ -100,7 +105,9 @@ def seed_page(results: Results) -> str:
     tally = {s: sum(o.status == s for _, o in outcomes) for s in STATUS_MARK}
     lines += [
         "",
-        f"✓ {tally['pass']} hold · ✗ {tally['fail']} fail · ○ {tally['not measured']} not measured",
+        f"✓ {tally['holds']} hold · ✗ {tally['fails']} fail · ≈ {tally['inconclusive']} "
+        f"inconclusive · ○ {tally['not measured']} not measured (each decided by its 95 % "
+        "interval against the claimed margin)",
         "",
     ]
     lines.append(LOCAL_VS_RPC)
