@@ -56,6 +56,11 @@ SYSTEMS = ["pipe", "pipe+thrift", "thrift", "triton"]
 POINTS = (1, 10)
 
 
+def _median(values) -> float:  # noqa: ANN001 (any iterable of numbers or None)
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
 def _cv(values: list[float]) -> float:
     values = [v for v in values if math.isfinite(v)]
     if len(values) < 2 or statistics.fmean(values) <= 0:
@@ -252,15 +257,14 @@ def main() -> None:
     for name in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == name]
         summary[name] = {
-            "median_cv_rounds": statistics.median(r["cv_rounds"] for r in mine),
-            "median_ratio_hw": statistics.median(
-                r["ratio_hw"] for r in mine if r["ratio_hw"] is not None
-            ),
+            "median_cv_rounds": _median(r["cv_rounds"] for r in mine),
+            "median_ratio_hw": _median(r["ratio_hw"] for r in mine),
             "tp50_rule_pass": statistics.fmean(r["tp50_rule"] for r in mine),
             "qps_rule_pass": statistics.fmean(r["qps_rule"] for r in mine),
         }
     cost = recording_cost()
-    best = min(summary, key=lambda n: summary[n]["median_cv_rounds"]) if summary else None
+    ranked = [n for n in summary if math.isfinite(summary[n]["median_cv_rounds"])]
+    best = min(ranked, key=lambda n: summary[n]["median_cv_rounds"]) if ranked else None
     print("\n### Summary\n")
     print("| variant | median CV rounds % | median ± ratio % | QPS rule pass | TP50 rule pass |")
     print("|---|---:|---:|---:|---:|")
