@@ -30,7 +30,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,7 +56,7 @@ SYSTEMS = ["pipe", "pipe+thrift", "thrift", "triton"]
 POINTS = (1, 10)
 
 
-def _median(values) -> float:  # noqa: ANN001 (any iterable of numbers or None)
+def _median(values: Iterable[float | None]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return statistics.median(finite) if finite else math.nan
 
