@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+from harness.distributed.report import merge_reports
 from harness.measurement import CANCELLED, ERROR, OK, TIMEOUT, Run, Samples
 from harness.results import PointRecord
 from harness.scenario import Load, SystemSpec
@@ -95,6 +96,9 @@ def summarize(
     reports = [run.reported for run in runs if run.reported]
     if reports:
         record.server_stats["load_generator_reports"] = reports
+    nodes = [run.load_nodes for run in runs if run.load_nodes]
+    if nodes:
+        record.server_stats["load_nodes"] = merge_reports(nodes)
     return record
 
 
