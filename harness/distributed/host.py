@@ -14,7 +14,6 @@ node: an actor or node that dies mid-point fails that point, and nothing waits f
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,8 +62,11 @@ class LoadNode:
         self._host = ThreadHost(clients, [request] * plan.senders, plan)
         self._process = psutil.Process()
 
-    def ready(self) -> int:
-        return os.getpid()
+    def ready(self) -> str:
+        """The node it runs on (placement is checked, not assumed)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def clocks(self) -> tuple[int, int]:
         return clock(), time.time_ns()
@@ -119,7 +121,9 @@ class RayHost:
 
     def wait_ready(self) -> None:
         """Wait for the actor's clients, then measure its node's clock offset."""
-        self._get(self._actor.ready.remote(), "start", START_TIMEOUT_S)
+        placed_on = self._get(self._actor.ready.remote(), "start", START_TIMEOUT_S)
+        if placed_on != self.node.node_id:
+            raise SystemFailure(f"{self.node.name}: its load actor was placed on {placed_on}")
         self.offset = measure(lambda: self._get(self._actor.clocks.remote(), "clock", 10.0))
 
     def _get(self, ref: Any, what: str, timeout_s: float) -> Any:

@@ -34,7 +34,16 @@ def _run_there(scenario: Scenario, scenario_file: str, options: RunOptions) -> R
 
     with tempfile.TemporaryDirectory(prefix="pipebench-remote-") as folder:
         path = Path(folder) / f"{scenario.name}.json"
-        return run_scenario(scenario, Path(scenario_file), path, options, _Printed())
+        result = run_scenario(scenario, Path(scenario_file), path, options, _Printed())
+    import ray
+
+    context = ray.get_runtime_context()
+    result.environment["cluster_node"] = {
+        "node_id": context.get_node_id(),
+        "address": ray.util.get_node_ip_address(),
+        "resources": context.get_assigned_resources(),
+    }
+    return result
 
 
 def run_on_node(
