@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from harness import histogram
+from harness.distributed.report import merge_reports
 from harness.measurement import CANCELLED, ERROR, OK, STABLE_SET, TIMEOUT, Run, Samples
 from harness.results import PointRecord, RepeatSummary, WindowPoint
 from harness.scenario import Load, SystemSpec
@@ -151,6 +152,9 @@ def summarize(
     reports = [run.reported for run in runs if run.reported]
     if reports:
         record.server_stats["load_generator_reports"] = reports
+    nodes = [run.load_nodes for run in runs if run.load_nodes]
+    if nodes:
+        record.server_stats["load_nodes"] = merge_reports(nodes)
     return record
 
 

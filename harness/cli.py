@@ -5,6 +5,7 @@ Exit codes: 0 all systems measured, 1 a system failed, 2 bad input, 130 interrup
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -148,6 +149,17 @@ def run(
             "as NAME.samples.csv.gz."
         ),
     ] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Clients on a Ray cluster's nodes: its ADDRESS, or local:N for N simulated "
+            "nodes on this machine (needs the distributed extra)."
+        ),
+    ] = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(help="With --cluster: run whole on a node offering these (e.g. GPU=1)."),
+    ] = None,
 ) -> None:
     """Start every system of each scenario, drive it, print the tables, save the results."""
     files = _scenario_files(scenarios)
@@ -158,20 +170,26 @@ def run(
     options = QUICK if quick else runner.RunOptions()
     failed = False
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for path, scenario in loaded:
-        result_path = results_dir / f"{scenario.name}-{stamp}.json"
-        samples = _sample_writer(result_path) if save_samples else None
-        columns = [spec.column for spec in scenario.systems]
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err
-        ) as bar:
-            bar.console.print(f"[bold]{scenario.name}[/bold] ({path})")
-            progress = RichProgress(bar, samples)
-            result = runner.run_scenario(scenario, path, result_path, options, progress)
-        failed |= any(record.failure for record in result.records)
-        print(markdown_table(scenario.name, result.records, columns))
-        print(f"\nresults: {result_path}" + (f"\nsamples: {samples.path}" if samples else ""))
-        print()
+    with contextlib.ExitStack() as stack:
+        run_one = runner.run_scenario
+        if cluster or resources:
+            from harness.distributed.remote import cluster_runner
+
+            run_one = stack.enter_context(cluster_runner(cluster, resources))
+        for path, scenario in loaded:
+            result_path = results_dir / f"{scenario.name}-{stamp}.json"
+            samples = _sample_writer(result_path) if save_samples else None
+            columns = [spec.column for spec in scenario.systems]
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err
+            ) as bar:
+                bar.console.print(f"[bold]{scenario.name}[/bold] ({path})")
+                progress = RichProgress(bar, samples)
+                result = run_one(scenario, path, result_path, options, progress)
+            failed |= any(record.failure for record in result.records)
+            print(markdown_table(scenario.name, result.records, columns))
+            print(f"\nresults: {result_path}" + (f"\nsamples: {samples.path}" if samples else ""))
+            print()
     if report_dir:
         _render([results_dir], report_dir)
     if failed:

@@ -105,6 +105,8 @@ class Run:
     #: requests of the turn (warm-up included), never a request cut by a window edge.
     stats_before: dict[str, Any] | None = None
     stats_after: dict[str, Any] | None = None
+    #: Load nodes of a cluster run (``--cluster``): each one's share, CPU use and clock.
+    load_nodes: list[dict[str, Any]] | None = None
 
     @property
     def measured_bounds(self) -> tuple[int, int]:

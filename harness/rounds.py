@@ -234,7 +234,8 @@ def point_records(
             record.load_generator = getattr(contender.own, "name", type(contender.own).__name__)
         else:
             record.client_processes = contender.client_processes
-            record.load_generator = "processes" if record.client_processes > 1 else "threads"
+            several = "processes" if record.client_processes > 1 else "threads"
+            record.load_generator = "ray" if "load_nodes" in record.server_stats else several
         judge(record, load, ceilings.get(contender.label))
         if contender.failure:
             record.failure = contender.failure  # it died during this point: numbers void

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 import psutil
 
 from engines.workloads import Workload
+from harness.distributed.cluster import current as current_cluster
+from harness.distributed.host import RayHost
 from harness.loadgen import Host, ProcessHost, ThreadHost, clock, drive, plans
 from harness.measurement import STABLE_SET, Probe, Run, Timing
 from harness.scenario import Load
@@ -63,16 +65,21 @@ def senders_of(load: Load, point: float) -> int:
 
 
 def client_processes(system: System, load: Load, point: float) -> int:
-    """Client processes the point gets: 1 (threads here) unless asked and possible."""
-    if load.client_processes == 1 or system.client_factory() is None:
+    """Client processes the point gets: 1 (threads here) unless asked and possible; with a
+    cluster (``--cluster``), ``client_processes`` on each of its load nodes."""
+    cluster = current_cluster()
+    if (load.client_processes == 1 and cluster is None) or system.client_factory() is None:
         return 1
-    return len(plans(load.mode, senders_of(load, point), load.client_processes, 1.0))
+    wanted = cluster.host_count(load.client_processes) if cluster else load.client_processes
+    return len(plans(load.mode, senders_of(load, point), wanted, 1.0))
 
 
 def _hosts(system: System, workload: Workload, load: Load, point: float, seed: int) -> list[Host]:
-    """Senders for one repeat: threads here, or client processes if the system allows."""
+    """Senders for one repeat: threads here, or (if the system allows) client processes or
+    Ray actors on the load nodes of the cluster the run was given."""
+    cluster = current_cluster()
     processes = client_processes(system, load, point)
-    factory = system.client_factory() if processes > 1 else None
+    factory = system.client_factory() if processes > 1 or cluster else None
     host_plans = plans(
         load.mode,
         senders_of(load, point),
@@ -93,6 +100,8 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
                 client.close()
             raise
         return [ThreadHost(clients, [workload.make_request() for _ in clients], plan)]
+    if cluster is not None:
+        return list(cluster.hosts(factory, workload.make_request(), host_plans))
     hosts = [ProcessHost(factory, workload.make_request(), plan) for plan in host_plans]
     try:
         for host in hosts:
@@ -129,6 +138,8 @@ def measure_turn(
             pids = [os.getpid()] + [pid for host in hosts for pid in host.pids()]
             probe = make_probe(system, pids)
             run = drive(hosts, timing, load.request_timeout_s, probe, on_tick)
+            nodes = [h.report(run, timing.window_s) for h in hosts if isinstance(h, RayHost)]
+            run.load_nodes = nodes or None
         finally:
             for host in hosts:
                 host.close()

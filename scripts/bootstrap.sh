@@ -3,6 +3,7 @@
 #   scripts/bootstrap.sh           the harness and every system it runs (extra `all`)
 #   scripts/bootstrap.sh test      plus what the test suite needs
 #   scripts/bootstrap.sh core      only the core: run (pipe), report, compare, export
+#   scripts/bootstrap.sh distributed   plus Ray, for `bench run --cluster` (extras combine: test,distributed)
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ apt_install() {  # Debian packages, only when missing and only as root.
 apt_install libpython3.11
 # The tests check that the committed Thrift code matches the IDL, and open the HTML report
 # in a headless browser.
-[ "$extras" = test ] && apt_install thrift-compiler chromium
+[[ ",$extras," == *,test,* ]] && apt_install thrift-compiler chromium
 
 [ -x .venv/bin/python ] || python3.11 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"

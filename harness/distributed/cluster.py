@@ -1,0 +1,203 @@
+"""The Ray cluster of a ``bench run --cluster``: connected (or started) once, always let go.
+
+``--cluster local:N`` starts a throwaway cluster on this machine with Ray's
+``cluster_utils.Cluster``: a head node without CPUs (the coordinator's: the harness and the
+servers under test run there) and N simulated load nodes on this machine, each with one CPU
+and the custom resource ``local_node_<i>`` (so ``--resources local_node_1=1`` picks one).
+Its processes, sockets and logs live in a temporary folder that goes with it. ``--cluster
+ADDRESS`` connects to a running cluster (``ray start --head`` ...), whose nodes run the same
+pipebench checkout.
+
+While a cluster is open, :func:`current` returns it and the load generator places client
+hosts on its load nodes (every alive node but the coordinator's that has CPUs), one
+:class:`~harness.distributed.host.RayHost` per plan, round-robin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from harness.distributed import require_ray
+from harness.distributed.host import LoadNode, Node, RayHost
+from harness.errors import BenchError, InputError
+from harness.loadgen import Plan
+from harness.system import Client
+
+#: Simulated load nodes a local cluster may have (each is a raylet: ~100 MB, some CPU).
+MAX_LOCAL_NODES = 8
+#: The smallest object store Ray accepts; samples are a few MB per window at most.
+OBJECT_STORE_BYTES = 80 * 2**20
+#: A killed node is noticed in about two seconds instead of Ray's default thirty.
+LOCAL_HEALTH_CHECK = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """``local:N`` (``local_nodes`` = N) or the address of a running cluster."""
+
+    text: str
+    address: str | None
+    local_nodes: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> ClusterSpec:
+        text = text.strip()
+        if text.startswith("local:"):
+            count = text.removeprefix("local:")
+            if not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_NODES:
+                raise InputError(
+                    f"--cluster: {text!r}: local:N needs N from 1 to {MAX_LOCAL_NODES}"
+                )
+            return cls(text, None, int(count))
+        if not text or any(c.isspace() for c in text):
+            raise InputError(f"--cluster: {text!r}: give local:N or a Ray address (host:port)")
+        return cls(text, text)
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """``GPU=1,local_node_1=1`` -> ``{"GPU": 1.0, "local_node_1": 1.0}``."""
+    found: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, amount = item.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not name.strip() or value <= 0:
+            raise InputError(f"--resources: {item!r}: give NAME=AMOUNT, e.g. GPU=1")
+        found[name.strip()] = value
+    if not found:
+        raise InputError("--resources: give NAME=AMOUNT pairs, e.g. GPU=1")
+    return found
+
+
+class Session:
+    """An open cluster: its load nodes, and load hosts placed on them."""
+
+    def __init__(self, ray: ModuleType, spec: ClusterSpec) -> None:
+        self.ray = ray
+        self.spec = spec
+        self._actor_class = ray.remote(LoadNode)
+
+    def alive_nodes(self) -> list[dict[str, Any]]:
+        return [node for node in self.ray.nodes() if node.get("Alive")]
+
+    def load_nodes(self) -> list[Node]:
+        """Alive nodes with CPUs, except the coordinator's (the servers under test run
+        there), in a stable order."""
+        own = self.ray.get_runtime_context().get_node_id()
+        found = sorted(
+            (node for node in self.alive_nodes() if node["NodeID"] != own),
+            key=lambda node: (node["NodeManagerAddress"], node["NodeName"], node["NodeID"]),
+        )
+        return [
+            Node(node["NodeID"], node["NodeManagerAddress"], index)
+            for index, node in enumerate(n for n in found if n["Resources"].get("CPU", 0) > 0)
+        ]
+
+    def host_count(self, processes: int) -> int:
+        """Load hosts a point gets: ``client_processes`` on each load node."""
+        return processes * max(1, len(self.load_nodes()))
+
+    def hosts(
+        self, factory: Callable[[], Client], request: Any, plans: Sequence[Plan]
+    ) -> list[RayHost]:
+        """One actor per plan, round-robin over the load nodes, each ready and its clock
+        offset measured; on any failure the ones already created are killed."""
+        nodes = self.load_nodes()
+        if not nodes:
+            raise BenchError(
+                f"--cluster {self.spec.text}: no load node (every alive node with CPUs "
+                "other than the coordinator's runs load; this cluster has none)"
+            )
+        hosts: list[RayHost] = []
+        try:
+            for index, plan in enumerate(plans):
+                node = nodes[index % len(nodes)]
+                hosts.append(RayHost(self.ray, self._actor_class, node, factory, request, plan))
+            for host in hosts:
+                host.wait_ready()
+        except BaseException:
+            for host in hosts:
+                host.close()
+            raise
+        return hosts
+
+
+_current: Session | None = None
+
+
+def current() -> Session | None:
+    """The cluster of the run in progress, if it asked for one."""
+    return _current
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def local_cluster(ray: ModuleType, nodes: int) -> Iterator[str]:
+    """A Ray cluster of ``nodes`` simulated load nodes on 127.0.0.1; its address."""
+    from ray.cluster_utils import Cluster
+
+    folder = tempfile.mkdtemp(prefix="pipebench-ray-")
+    os.mkdir(os.path.join(folder, "ray"))  # where Ray writes the cluster's address
+    common: dict[str, Any] = {
+        "object_store_memory": OBJECT_STORE_BYTES,
+        "include_dashboard": False,
+    }
+    cluster = None
+    try:
+        with _environment({"RAY_TMPDIR": folder}):
+            head = {**common, "num_cpus": 0, "_system_config": LOCAL_HEALTH_CHECK}
+            cluster = Cluster(initialize_head=True, head_node_args=head)
+            for index in range(nodes):
+                cluster.add_node(**common, num_cpus=1, resources={f"local_node_{index}": 1})
+            yield cluster.address
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def open_cluster(text: str) -> Iterator[Session]:
+    """Connect to (or start) the cluster ``text`` names, for the ``with`` block; load hosts
+    go to its nodes meanwhile. Ray is shut down (and a local cluster stopped) after."""
+    global _current
+    spec = ClusterSpec.parse(text)
+    ray = require_ray()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_environment({"RAY_USAGE_STATS_ENABLED": "0"}))
+        address = spec.address
+        if address is None:
+            address = stack.enter_context(local_cluster(ray, spec.local_nodes))
+        try:
+            ray.init(address=address, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BenchError(f"--cluster {spec.text}: cannot connect: {first}") from None
+        stack.callback(ray.shutdown)
+        _current = Session(ray, spec)
+        try:
+            yield _current
+        finally:
+            _current = None

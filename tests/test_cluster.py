@@ -1,0 +1,232 @@
+"""Load hosts as Ray actors on a local simulated cluster: placement, the exact merge across
+nodes, clock offsets, a node lost mid-point, whole runs on a chosen node, and teardown.
+
+Marked ``cluster`` (``pytest -m cluster`` runs them alone; ``-m 'not cluster'`` skips them).
+One local cluster of two load nodes is shared by the module (starting one takes seconds);
+the command-line tests start their own, as a user's run does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from harness.distributed.cluster import current, open_cluster
+from harness.distributed.host import RayHost
+from harness.distributed.remote import run_on_node
+from harness.errors import SystemFailure
+from harness.loadgen import drive, plans
+from harness.measurement import OK, Timing
+from harness.runner import RunOptions
+from harness.scenario import load_scenario
+from tests.cli_helpers import BENCH, cmdline, read_until
+from tests.conftest import ROOT, hello_scenario
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.cluster
+
+REQUEST = np.frombuffer(b"HelloWorld", dtype=np.uint8)
+TIMING = Timing(warmup_s=0.2, window_s=0.3, max_windows=3, stability_pct=1000)
+RAY_PROCESS = ("raylet", "gcs_server")
+
+
+class SleepyClient:
+    """Replies after about a millisecond: a known, light load for the load nodes."""
+
+    def call(self, request: np.ndarray) -> np.ndarray:
+        time.sleep(0.001)
+        return request
+
+    def close(self) -> None:
+        pass
+
+
+def ray_processes(root: int) -> list[psutil.Process]:
+    try:
+        tree = psutil.Process(root).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in tree if any(name in cmdline(p) for name in RAY_PROCESS)]
+
+
+@pytest.fixture(scope="module")
+def session():
+    with open_cluster("local:2") as opened:
+        yield opened
+    assert current() is None
+    assert not ray_processes(os.getpid()), "Ray processes left after the cluster closed"
+
+
+def _hosts(session, senders: int) -> list[RayHost]:
+    count = session.host_count(1)
+    return session.hosts(SleepyClient, REQUEST, plans("closed", senders, count, 5.0))
+
+
+def _alive_actors() -> int:
+    from ray._private.state import actors
+
+    return sum(1 for actor in actors().values() if actor["State"] != "DEAD")
+
+
+def _wait_no_actors(deadline_s: float = 30.0) -> int:
+    deadline = time.monotonic() + deadline_s
+    while (alive := _alive_actors()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+def test_load_goes_to_every_load_node_and_never_to_the_coordinators(session):
+    nodes = session.load_nodes()
+    own = ray.get_runtime_context().get_node_id()
+    assert len(nodes) == 2
+    assert own not in {node.node_id for node in nodes}
+    hosts = _hosts(session, 4)
+    try:
+        # Round-robin, each actor where it was asked to be (wait_ready checked it there).
+        assert [host.node.index for host in hosts] == [0, 1]
+        assert [host.plan.senders for host in hosts] == [2, 2]
+    finally:
+        for host in hosts:
+            host.close()
+    assert _wait_no_actors() == 0
+
+
+def test_samples_merge_exactly_across_nodes(session):
+    hosts = _hosts(session, 4)
+    try:
+        run = drive(hosts, TIMING, 5.0)
+    finally:
+        for host in hosts:
+            host.close()
+    parts = [np.sort(np.concatenate([p.start_ns for p in host.parts])) for host in hosts]
+    assert all(part.size > 100 for part in parts), "every node sent"
+    # The merge is a concatenation: every node's sample, each exactly once.
+    merged = np.sort(run.samples.start_ns)
+    assert np.array_equal(merged, np.sort(np.concatenate(parts)))
+    reports = [host.report(run, TIMING.window_s) for host in hosts]
+    measured = run.measured()
+    assert sum(r["sent"] for r in reports) == len(measured)
+    assert sum(r["ok"] for r in reports) == measured.count(OK) == len(measured)
+    # Send times are on the coordinator's clock: inside the run, ordered within a sender.
+    begin, end = run.boundaries_ns[0] - TIMING.warmup_s * 1e9, run.boundaries_ns[-1]
+    assert begin - 5e6 <= merged[0] and merged[-1] < end
+    for report in reports:
+        assert report["client_cpu_pct"] is not None and report["client_cpu_pct"] > 0
+
+
+def test_offsets_on_one_machine_are_zero_within_their_uncertainty(session):
+    hosts = _hosts(session, 2)
+    try:
+        for host in hosts:
+            offset = host.offset
+            # One machine, one CLOCK_MONOTONIC: the true offset is 0 and the measurement
+            # brackets it (the node read its clock between our two readings).
+            assert abs(offset.offset_ns) <= offset.uncertainty_ns
+            assert 0 < offset.uncertainty_ns < 50_000_000
+            assert abs(offset.wall_offset_ns) <= offset.uncertainty_ns + 1_000_000
+            assert not offset.suspect(TIMING.window_s)
+    finally:
+        for host in hosts:
+            host.close()
+
+
+def test_a_load_actor_killed_mid_point_fails_it_with_one_line(session):
+    hosts = _hosts(session, 2)
+    killed = []
+
+    def kill_once(elapsed_s: float) -> None:
+        if not killed and elapsed_s > TIMING.warmup_s + TIMING.window_s / 2:
+            ray.kill(hosts[0]._actor, no_restart=True)
+            killed.append(elapsed_s)
+
+    try:
+        with pytest.raises(SystemFailure) as failure:
+            drive(hosts, Timing(0.2, 0.5, 6, 1000), 5.0, on_tick=kill_once)
+    finally:
+        for host in hosts:
+            host.close()
+    message = str(failure.value)
+    assert killed
+    assert "\n" not in message
+    assert message.startswith("load node 0 (") and "lost during collect" in message
+    assert _wait_no_actors() == 0
+    assert len(session.load_nodes()) == 2  # the node itself lives on
+
+
+def test_a_whole_run_goes_to_the_node_with_the_resources(session, write_scenario, tmp_path):
+    data = hello_scenario(systems=["pipe"])
+    data["load"].update(clients=[1], repeats=1, max_repeats=1, duration_s=0.3)
+    path = write_scenario(data)
+    result_path = tmp_path / "result.json"
+    options = RunOptions(warmup_s=0.1)
+    result = run_on_node(
+        session, {"local_node_1": 1}, load_scenario(path), path, result_path, options
+    )
+    there = result.environment["cluster_node"]
+    wanted = next(n for n in ray.nodes() if "local_node_1" in n["Resources"])
+    assert there["node_id"] == wanted["NodeID"]
+    written = json.loads(result_path.read_text())
+    assert written["complete"] and written["records"][0]["ok"] > 0
+    assert written["environment"]["cluster_node"]["node_id"] == wanted["NodeID"]
+
+
+def _load_actors_on(root: int, resource: str) -> dict[int, psutil.Process]:
+    """Load actors (Ray workers titled ``ray::LoadNode...``) under the raylet of the node
+    offering ``resource``, by PID, with that raylet as the value."""
+    found = {}
+    for process in psutil.Process(root).children(recursive=True):
+        parent = process.parent() if "LoadNode" in cmdline(process) else None
+        if parent is not None and resource in cmdline(parent):
+            found[process.pid] = parent
+    return found
+
+
+def test_a_killed_raylet_fails_its_point_keeps_the_rest_and_leaves_nothing(
+    write_scenario, tmp_path
+):
+    data = hello_scenario(systems=["thrift", "pipe"])  # thrift's turn comes first
+    data["load"].update(clients=[2], repeats=1, max_repeats=1, warmup_s=0.2, duration_s=6)
+    path = write_scenario(data)
+    run = subprocess.Popen(
+        [*BENCH, "run", str(path), "--cluster", "local:2", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The client ceilings run on the load nodes too (thrift's, then pipe's); then the
+        # round begins with thrift's turn.
+        read_until(run, "client ceiling (threads")
+        before = _load_actors_on(run.pid, "local_node_0")
+        deadline = time.monotonic() + 120
+        while not (new := set(_load_actors_on(run.pid, "local_node_0")) - set(before)):
+            assert time.monotonic() < deadline, "no load actor of thrift's turn on node 0"
+            time.sleep(0.05)
+        raylet = _load_actors_on(run.pid, "local_node_0")[new.pop()]
+        folder = re.search(r"(/\S*?pipebench-ray-[^/\s]+)", cmdline(raylet))
+        time.sleep(1.0)  # past the warm-up, into the first 2 s window
+        raylet.kill()
+        _, err = run.communicate(timeout=180)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 1, err
+    result = json.loads(next(tmp_path.glob("test_hello-*.json")).read_text())
+    records = {r["label"]: r for r in result["records"]}
+    assert records["pipe"]["failure"] is None and records["pipe"]["ok"] > 0
+    reason = records["thrift"]["failure"]
+    assert reason and "\n" not in reason, reason
+    assert re.match(r"load node \d \(.*\) lost during (collect|finish): ", reason), reason
+    assert folder is not None and not Path(folder.group(1)).exists()
+    left = [p.pid for p in psutil.process_iter() if folder.group(1) in cmdline(p)]
+    assert not left, "Ray processes left running"
