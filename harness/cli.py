@@ -153,6 +153,23 @@ def run(
 
 
 @app.command()
+def serve(
+    scenario: Annotated[Path, typer.Argument(help="The scenario file.")],
+    system: Annotated[str, typer.Option(help="The system (label or name) to serve.")],
+) -> None:
+    """Start one system as `bench run` would, print its addresses, keep it up until Ctrl-C."""
+    from harness.serve import pick_system
+    from harness.serve import serve as serve_system
+
+    loaded = load_scenario(scenario)
+    serve_system(loaded, pick_system(loaded, system, str(scenario)), _say)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+@app.command()
 def report(
     results: Annotated[
         list[Path] | None,

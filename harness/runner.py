@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.workloads import Workload, create_workload
-from harness.errors import BenchError
+from harness.errors import BenchError, InputError
 from harness.loadgen import drive
 from harness.measurement import Run, Timing
 from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
@@ -135,6 +135,10 @@ def _start_all(
         contenders.append(contender)
         try:
             contender.start(first=True)
+        except InputError:  # e.g. a serving block the deployment contradicts: the run stops
+            for started in contenders:
+                started.stop()
+            raise
         except Exception as exc:
             failed[spec.column] = contender.fail(exc)
             progress.message(f"[red]{spec.column} failed:[/red] {contender.failure}")

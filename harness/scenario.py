@@ -95,11 +95,25 @@ class WorkloadSpec(Frozen):
 
 
 class Serving(Frozen):
-    """How every system serves: the seed's instances / timeout / max_batch."""
+    """How every system serves: the seed's instances / timeout / max_batch.
+
+    ``serving: as_deployed`` (every system remote) takes them from the servers instead;
+    with remote systems, the fields a scenario sets must agree with the deployment.
+    """
 
     instances: PositiveInt = 1
     batching_timeout_ms: Annotated[float, Field(ge=0)] = 0.0
     max_batch: PositiveInt = 1
+    as_deployed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_deployed(cls, value: Any) -> Any:
+        if value == "as_deployed":
+            return {"as_deployed": True}
+        if isinstance(value, str):
+            raise ValueError(f"expected a mapping or as_deployed, got {value!r}")
+        return value
 
 
 class Load(Frozen):
@@ -309,3 +323,10 @@ def _check_plugin_options(path: Path, scenario: Scenario) -> None:
             model.model_validate(options)
         except ValidationError as exc:
             raise InputError(f"{path}: {_describe(exc, prefix)}") from None
+    if scenario.serving.as_deployed:
+        local = [s.column for s in scenario.systems if not system_class(s.name)(s, scenario).remote]
+        if local:
+            raise InputError(
+                f"{path}: serving: as_deployed needs remote systems only, but the harness "
+                f"starts {', '.join(local)} (give them a serving block)"
+            )

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from engines.pipe.engine import Pipe
+from engines.pipe.stats import server_times
 from engines.pipe.workload_backend import BACKEND_NAME
 from harness.errors import SystemFailure
 from harness.system import System
@@ -72,6 +73,9 @@ class PipeSystem(System):
 
     def stats(self) -> dict[str, Any]:
         return self._pipe.stats() if self._pipe else {}
+
+    def server_times(self, stats: dict[str, Any]) -> dict[str, float] | None:
+        return server_times(stats)
 
     def stop(self) -> None:
         pipe, self._pipe = self._pipe, None
