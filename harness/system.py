@@ -132,6 +132,12 @@ class System(ABC):
         return None
 
     @property
+    def reply_known(self) -> bool:
+        """False when the system runs code of the user's (their own backend): the harness
+        cannot compute its reply, so the equivalence check only sees that it answers."""
+        return True
+
+    @property
     def remote(self) -> bool:
         """True for a deployment the harness only reaches: it starts and stops nothing."""
         return False

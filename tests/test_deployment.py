@@ -183,3 +183,16 @@ def test_started_systems_report_server_queue_and_compute_times(make_scenario, tm
         assert "server queue" in cell(record) and "µs / compute" in cell(record)
     triton = next(r for r in result.records if r.label == "triton")
     assert triton.server_stats["server_times"]["compute_infer_us"] > 0
+
+
+def test_pipe_runs_the_users_own_backend(make_scenario, write_scenario, tmp_path):
+    options = {"backend": "tests.engine_backends:Double"}  # not the workload's reply
+    scenario = make_scenario(load=LOAD, systems=[{"name": "pipe", "options": options}])
+    (record,) = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json").records
+    assert record.failure is None and record.ok > 0 and record.errors == 0
+    bad = hello_scenario(systems=[{"name": "pipe", "options": {"backend": "nowhere:Nothing"}}])
+    with pytest.raises(InputError, match=r"systems\.0\.options\.backend: 'nowhere:Nothing' is not"):
+        load_scenario(write_scenario(bad, "bad.yaml"))
+    lonely = hello_scenario(systems=[{"name": "pipe", "options": {"params": {"a": 1}}}])
+    with pytest.raises(InputError, match="give backend too"):
+        load_scenario(write_scenario(lonely, "lonely.yaml"))

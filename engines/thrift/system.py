@@ -178,8 +178,13 @@ class PipeThriftSystem(ThriftSystem):
     """``pipe+thrift``: the pipe engine behind the Thrift server."""
 
     Options = PipeThriftOptions
+    options: PipeThriftOptions
     mode = "pipe"
     computes = True
+
+    @property
+    def reply_known(self) -> bool:
+        return self.options.backend is None
 
     def server_config(self) -> dict[str, Any]:
         return {"node": node_config(self)}
