@@ -149,6 +149,9 @@ def summarize(
         per_repeat=per_repeat,
         windows=window_series(runs),
     )
+    times = server_times(system, runs)
+    if times is not None:
+        record.server_stats["server_times"] = times
     reports = [run.reported for run in runs if run.reported]
     if reports:
         record.server_stats["load_generator_reports"] = reports
@@ -156,6 +159,26 @@ def summarize(
     if nodes:
         record.server_stats["load_nodes"] = merge_reports(nodes)
     return record
+
+
+def server_times(system: System, runs: Sequence[Run]) -> dict[str, float] | None:
+    """The server's own time per request over the turns (warm-up included, like the
+    batch histogram): counter differences summed over the runs, divided by the requests.
+    ``None`` when the system reports no such counters (or served no request)."""
+    total: Counter[str] = Counter()
+    for run in runs:
+        if run.stats_before is None or run.stats_after is None:
+            continue
+        before, after = system.server_times(run.stats_before), system.server_times(run.stats_after)
+        if before is None or after is None:
+            continue
+        for key, value in after.items():
+            total[key] += value - before.get(key, 0.0)
+    requests = total.pop("requests", 0.0)
+    if requests <= 0:
+        return None
+    per_request = {key: value / requests for key, value in sorted(total.items())}
+    return {"requests": requests, **per_request}
 
 
 def precision_of(record: PointRecord) -> float | None:

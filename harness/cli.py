@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
@@ -23,7 +24,8 @@ from harness import runner
 from harness.errors import BenchError, InputError
 from harness.process import stop_all
 from harness.results import PointRecord, prepare_dir
-from harness.scenario import Load, Scenario, SystemSpec, load_scenario
+from harness.scenario import Load, Scenario, SystemSpec, load_scenario, override
+from harness.search import summary as search_summary
 from harness.table import cell, markdown_table
 
 if TYPE_CHECKING:
@@ -103,6 +105,30 @@ def _select_systems(path: Path, scenario: Scenario, wanted: str | None) -> Scena
     return scenario.model_copy(update={"systems": chosen})
 
 
+def _overrides(clients: str | None, rates: str | None, sets: list[str]) -> dict[str, Any]:
+    """The command line's scenario overrides as dotted field path -> value."""
+    changes: dict[str, Any] = {}
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item}: expected FIELD.PATH=VALUE, e.g. load.duration_s=20")
+        try:
+            changes[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InputError(f"--set {item}: the value is not valid YAML") from None
+    if clients is not None and rates is not None:
+        raise InputError("--clients and --rates: give one of them (closed or open loop)")
+    if clients is not None:
+        changes["load.clients"] = clients
+    if rates is not None:
+        changes["load.rates"] = rates
+    return changes
+
+
+def _overridden(path: Path, scenario: Scenario, changes: dict[str, Any]) -> Scenario:
+    return override(path, scenario, changes) if changes else scenario
+
+
 def _check_unique_names(loaded: list[tuple[Path, Scenario]]) -> None:
     """Result files are named after scenarios: two with one name would overwrite a result."""
     first: dict[str, Path] = {}
@@ -160,10 +186,24 @@ def run(
         str | None,
         typer.Option(help="With --cluster: run whole on a node offering these (e.g. GPU=1)."),
     ] = None,
+    clients: Annotated[
+        str | None,
+        typer.Option(help="Closed-loop clients instead: 1,4 or 1:64:x2."),
+    ] = None,
+    rates: Annotated[
+        str | None, typer.Option(help="Open-loop rates instead: 100,500 or 100:2000:+100.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a scenario field: load.duration_s=20 (repeatable)."),
+    ] = None,
 ) -> None:
     """Start every system of each scenario, drive it, print the tables, save the results."""
     files = _scenario_files(scenarios)
-    loaded = [(f, _select_systems(f, load_scenario(f), systems)) for f in files]
+    changes = _overrides(clients, rates, set_ or [])
+    loaded = [
+        (f, _select_systems(f, _overridden(f, load_scenario(f), changes), systems)) for f in files
+    ]
     _check_unique_names(loaded)
     prepare_dir(results_dir)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -188,12 +228,31 @@ def run(
                 result = run_one(scenario, path, result_path, options, progress)
             failed |= any(record.failure for record in result.records)
             print(markdown_table(scenario.name, result.records, columns))
+            for line in search_summary(result.records):
+                print(f"\n{line}")
             print(f"\nresults: {result_path}" + (f"\nsamples: {samples.path}" if samples else ""))
             print()
     if report_dir:
         _render([results_dir], report_dir)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    scenario: Annotated[Path, typer.Argument(help="The scenario file.")],
+    system: Annotated[str, typer.Option(help="The system (label or name) to serve.")],
+) -> None:
+    """Start one system as `bench run` would, print its addresses, keep it up until Ctrl-C."""
+    from harness.serve import pick_system
+    from harness.serve import serve as serve_system
+
+    loaded = load_scenario(scenario)
+    serve_system(loaded, pick_system(loaded, system, str(scenario)), _say)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
 
 
 @app.command()

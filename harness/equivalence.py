@@ -5,7 +5,8 @@ system answers one request first, and the reply is compared with the one the wor
 expects, computed by the harness itself: byte for byte, or, for model outputs, same shape
 and dtype with values within the workload's tolerance. The pure-RPC systems (``thrift``,
 ``triton-rpc``) must return the workload's prepared reply instead. A mismatch stops that
-system with a message that says how the replies differ.
+system with a message that says how the replies differ. A system running the user's own
+backend computes what the harness cannot: it only has to answer.
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def expected_reply(workload: Workload, workload_key: str, request: np.ndarray) -
 def check_equivalent(system: System, spec: SystemSpec, workload: Workload) -> None:
     """One request before measuring; raise :class:`SystemFailure` on a wrong reply."""
     request = workload.make_request()
+    if not system.reply_known:
+        client = system.client()
+        try:
+            client.call(request)
+        finally:
+            client.close()
+        return
     if system.computes:
         spec_json = system.scenario.workload.model_dump_json()
         expected = expected_reply(workload, spec_json, request)

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from engines.workloads import Workload, create_workload
-from harness.errors import BenchError
+from harness.errors import BenchError, InputError
 from harness.loadgen import drive
 from harness.measurement import Run, Timing
 from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
 from harness.rounds import Contender, PointPlan, measure_rounds, point_records, unmeasured
 from harness.scenario import Load, Scenario, SystemSpec
+from harness.search import find_goodput, summary
 from harness.stats import cpu_noise_floor
 from harness.system import System, create_system
 from harness.turn import _hosts, client_processes, senders_of
@@ -138,6 +139,10 @@ def _start_all(
         contenders.append(contender)
         try:
             contender.start(first=True)
+        except InputError:  # e.g. a serving block the deployment contradicts: the run stops
+            for started in contenders:
+                started.stop()
+            raise
         except Exception as exc:
             failed[spec.column] = contender.fail(exc)
             progress.message(f"[red]{spec.column} failed:[/red] {contender.failure}")
@@ -184,12 +189,17 @@ def run_scenario(
     try:
         contenders, _ = _start_all(scenario, progress, load)
         ceilings = Ceilings(scenario, progress)
-        budget = load.budget_s / len(load.points) if load.budget_s else None
-        for index, point in enumerate(load.points):
-            result.records.extend(
-                _measure_point(scenario, contenders, ceilings, progress, load, point, index, budget)
-            )
-            write_atomic(result_path, result.to_json())
+        if load.search is not None:
+            _search(scenario, contenders, ceilings, progress, load, result, result_path)
+        else:
+            budget = load.budget_s / len(load.points) if load.budget_s else None
+            for index, point in enumerate(load.points):
+                result.records.extend(
+                    _measure_point(
+                        scenario, contenders, ceilings, progress, load, point, index, budget
+                    )
+                )
+                write_atomic(result_path, result.to_json())
         result.complete = True
     finally:
         for contender in contenders:
@@ -197,6 +207,39 @@ def run_scenario(
         result.finished_at = now_iso()
         write_atomic(result_path, result.to_json())
     return result
+
+
+def _search(
+    scenario: Scenario,
+    contenders: list[Contender],
+    ceilings: Ceilings,
+    progress: Progress,
+    load: Load,
+    result: RunResult,
+    result_path: Path,
+) -> None:
+    """Each system's own SLO search (its probes are its own rates, so not paired)."""
+    assert load.search is not None
+    budget = load.budget_s / load.search.max_probes if load.budget_s else None
+    index = 0
+    for contender in contenders:
+        if contender.failure:
+            result.records.append(unmeasured(contender.spec, load, 0.0, contender.failure))
+            continue
+
+        def measure(rate: float, contender: Contender = contender) -> PointRecord:
+            nonlocal index
+            index += 1
+            (record,) = _measure_point(
+                scenario, [contender], ceilings, progress, load, rate, index, budget
+            )
+            result.records.append(record)
+            write_atomic(result_path, result.to_json())
+            return record
+
+        find_goodput(measure, load)
+    for line in summary(result.records):
+        progress.message(line)
 
 
 def _measure_point(

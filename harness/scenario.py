@@ -95,11 +95,102 @@ class WorkloadSpec(Frozen):
 
 
 class Serving(Frozen):
-    """How every system serves: the seed's instances / timeout / max_batch."""
+    """How every system serves: the seed's instances / timeout / max_batch.
+
+    ``serving: as_deployed`` (every system remote) takes them from the servers instead;
+    with remote systems, the fields a scenario sets must agree with the deployment.
+    """
 
     instances: PositiveInt = 1
     batching_timeout_ms: Annotated[float, Field(ge=0)] = 0.0
     max_batch: PositiveInt = 1
+    as_deployed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_deployed(cls, value: Any) -> Any:
+        if value == "as_deployed":
+            return {"as_deployed": True}
+        if isinstance(value, str):
+            raise ValueError(f"expected a mapping or as_deployed, got {value!r}")
+        return value
+
+
+def expand_range(text: str) -> list[float]:
+    """``"1,4,16"``, ``"1:64:x2"`` (times 2) or ``"100:2000:+100"`` (plus 100; ``"1:4"``
+    steps by 1) as the list of its values, both ends included."""
+    if ":" not in text:
+        return [float(part) for part in text.split(",") if part.strip()]
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"{text!r}: a range is start:stop[:+step or :xfactor]")
+    start, stop = float(parts[0]), float(parts[1])
+    step = parts[2].strip() if len(parts) == 3 else "+1"
+    if not 0 < start <= stop:
+        raise ValueError(f"{text!r}: a range needs 0 < start <= stop")
+    factor = step.startswith("x")
+    amount = float(step.lstrip("x+"))
+    if (factor and amount <= 1) or (not factor and amount <= 0):
+        raise ValueError(f"{text!r}: the step must grow (+N with N > 0, or xN with N > 1)")
+    values, value = [], start
+    while value <= stop * (1 + 1e-9) and len(values) < 10_000:
+        values.append(round(value, 6))
+        value = value * amount if factor else value + amount
+    return values
+
+
+def _sweep(value: Any) -> Any:
+    """A sweep given as range text (scenario or command line) becomes its list (whole
+    numbers as ints: client counts are strict ints)."""
+    if not isinstance(value, str):
+        return value
+    return [int(v) if float(v).is_integer() else v for v in expand_range(value)]
+
+
+class Search(Frozen):
+    """``load.search``: the highest open-loop rate whose p99 (or p50) stays within a bound.
+
+    Rates in ``rates`` (``"low:high"``) are bisected (geometrically) until the bracket is
+    within ``precision_pct``; each probe is a point measured like any other. The found
+    goodput is then checked: a rate ``check_pct`` above it is measured too.
+    """
+
+    p99_ms: PositiveFloat | None = None
+    p50_ms: PositiveFloat | None = None
+    rates: str
+    precision_pct: PositiveFloat = 5.0
+    max_probes: Annotated[int, Field(ge=2, strict=True)] = 10
+    check_pct: PositiveFloat = 20.0
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Search:
+        if (self.p99_ms is None) == (self.p50_ms is None):
+            raise ValueError("give p99_ms or p50_ms, exactly one")
+        low, high = self.bounds
+        if not 0 < low < high:
+            raise ValueError(f"rates: {self.rates!r} is not low:high with 0 < low < high")
+        return self
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        parts = self.rates.split(":")
+        try:
+            low, high = (float(part) for part in parts[:2])
+        except ValueError:
+            raise ValueError(f"rates: {self.rates!r} is not low:high") from None
+        return low, high
+
+    @property
+    def percentile(self) -> str:
+        return "p99" if self.p99_ms is not None else "p50"
+
+    @property
+    def bound_ms(self) -> float:
+        return self.p99_ms if self.p99_ms is not None else self.p50_ms  # type: ignore[return-value]
+
+    @property
+    def title(self) -> str:
+        return f"goodput at {self.percentile} ≤ {self.bound_ms:g} ms"
 
 
 class Load(Frozen):
@@ -120,6 +211,8 @@ class Load(Frozen):
 
     clients: list[PositiveInt] | None = Field(default=None, min_length=1)
     rates: list[PositiveFloat] | None = Field(default=None, min_length=1)
+    #: Instead of a sweep: find the highest rate within a latency bound (open loop).
+    search: Search | None = None
     #: Open loop: ``poisson`` (random arrivals, the realistic default) or ``constant``.
     arrival: Literal["poisson", "constant"] = "poisson"
     #: Open loop: senders (each one client) that requests wait for; a full pool queues.
@@ -152,17 +245,25 @@ class Load(Frozen):
     #: Validity: the rounds together must measure at least this long.
     min_duration_s: Annotated[float, Field(ge=0)] = 1.0
 
+    @field_validator("clients", "rates", mode="before")
+    @classmethod
+    def _ranges(cls, value: Any) -> Any:
+        return _sweep(value)
+
     @model_validator(mode="after")
     def _one_sweep(self) -> Load:
-        if (self.clients is None) == (self.rates is None):
-            raise ValueError("give clients (closed loop) or rates (open loop), exactly one")
+        given = [self.clients is not None, self.rates is not None, self.search is not None]
+        if sum(given) != 1:
+            raise ValueError(
+                "give clients (closed loop) or rates (open loop), exactly one (or a search)"
+            )
         if self.max_repeats < self.repeats:
             raise ValueError(f"max_repeats ({self.max_repeats}) is below repeats ({self.repeats})")
         return self
 
     @property
     def mode(self) -> Literal["closed", "open"]:
-        return "closed" if self.clients is not None else "open"
+        return "closed" if self.clients is not None else "open"  # a search: open loop
 
     @property
     def points(self) -> list[float]:
@@ -311,3 +412,37 @@ def _check_plugin_options(path: Path, scenario: Scenario) -> None:
             model.model_validate(options)
         except ValidationError as exc:
             raise InputError(f"{path}: {_describe(exc, prefix)}") from None
+    if scenario.serving.as_deployed:
+        local = [s.column for s in scenario.systems if not system_class(s.name)(s, scenario).remote]
+        if local:
+            raise InputError(
+                f"{path}: serving: as_deployed needs remote systems only, but the harness "
+                f"starts {', '.join(local)} (give them a serving block)"
+            )
+
+
+def override(path: Path, scenario: Scenario, changes: dict[str, Any]) -> Scenario:
+    """``scenario`` with ``changes`` (dotted field path -> value, e.g. from ``bench run
+    --set load.duration_s=20``) applied and validated again. Setting one sweep
+    (``load.clients``, ``load.rates`` or ``load.search``) drops the others; a bad value is
+    ``FILE: field.path: reason`` like any scenario error."""
+    data = scenario.model_dump(mode="json", exclude_unset=True)
+    sweeps = {"load.clients", "load.rates", "load.search"}
+    for key, value in changes.items():
+        if key in sweeps:
+            for other in sweeps - {key}:
+                data.get("load", {}).pop(other.split(".")[1], None)
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise InputError(f"{path}: --set {key}: {part} is not a mapping")
+            node = child
+        node[last] = value
+    try:
+        changed = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{path}: {_describe(exc)} (after the command line's overrides)") from None
+    _check_plugin_options(path, changed)
+    return changed

@@ -12,7 +12,10 @@ The runner drives any system through the same five steps::
 
 Optional hooks, generic so the runner stays system-agnostic: ``client_factory`` (clients
 built in client processes), ``server_pids`` (server CPU use), ``batch_sizes`` (the formed
-batch histogram out of ``stats``) and ``load_generator`` (a load generator of its own).
+batch histogram out of ``stats``), ``server_times`` (the server's own queue and compute
+time counters out of ``stats``), ``load_generator`` (a load generator of its own),
+``endpoints`` (where ``bench serve`` tells other tools to connect) and ``remote`` (a
+deployment the harness reaches but neither starts nor stops).
 
 Adding a system is one module with a :class:`System` subclass plus one line in
 :data:`REGISTRY`; the runner knows nothing system-specific.
@@ -119,6 +122,32 @@ class System(ABC):
     def batch_sizes(self, stats: dict[str, Any]) -> dict[int, int]:
         """Formed batch size -> batches executed so far, read out of :meth:`stats`."""
         return {int(size): int(count) for size, count in stats.get("batch_sizes", {}).items()}
+
+    def server_times(self, stats: dict[str, Any]) -> dict[str, float] | None:
+        """The server's cumulative time counters out of :meth:`stats`, or ``None``.
+
+        Keys: ``requests`` (requests counted so far), ``queue_us`` and ``compute_us``
+        (microseconds summed over those requests: each request adds its wait before
+        execution and its batch's execution time), optionally more detail
+        (``compute_input_us``...). One name for the same thing across systems; the
+        record holds their per-request difference over a point's turns.
+        """
+        return None
+
+    @property
+    def reply_known(self) -> bool:
+        """False when the system runs code of the user's (their own backend): the harness
+        cannot compute its reply, so the equivalence check only sees that it answers."""
+        return True
+
+    @property
+    def remote(self) -> bool:
+        """True for a deployment the harness only reaches: it starts and stops nothing."""
+        return False
+
+    def endpoints(self) -> dict[str, str]:
+        """Addresses other tools connect to (``bench serve`` prints them); {} in-process."""
+        return {}
 
     def load_generator(self) -> LoadGenerator | None:
         """A load generator of the system's own to use instead of the harness's clients."""

@@ -54,9 +54,19 @@ def cell(record: PointRecord) -> str:
         f"QPS {record.qps:.0f}{spread}{_ratio(record)} · TP50 {_ms(latency['p50'])} ms"
         f" · TP99 {_ms(latency['p99'])} ms"
     )
+    text += _server_times(record)
     if record.errors or record.timeouts:
         text += f" · errors {record.errors} · timeouts {record.timeouts}"
     return f"{text} {mark(record)}"
+
+
+def _server_times(record: PointRecord) -> str:
+    """The server's own queue and compute time per request (Triton's metrics, the pipe
+    engine's counters), when the system reports them."""
+    times = record.server_stats.get("server_times")
+    if not times:
+        return ""
+    return f" · server queue {times['queue_us']:.0f} µs / compute {times['compute_us']:.0f} µs"
 
 
 def markdown_table(title: str, records: Iterable[PointRecord], columns: list[str]) -> str:

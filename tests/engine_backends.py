@@ -66,3 +66,15 @@ register_backend("test.recorder", Recorder)
 register_backend("test.fail", FailOnNegative)
 register_backend("test.init_fails", InitFails)
 register_backend("test.where", WhereAmI)
+
+
+class Sleep(Backend):
+    """Echo after ``delay`` seconds per batch: a server with a hard capacity that the
+    machine's CPU noise hardly moves (sleeping needs no CPU)."""
+
+    def init(self, params: dict[str, Any]) -> None:
+        self.delay = params["delay"]
+
+    def forward(self, batch: Sequence[Any]) -> list[Any]:
+        time.sleep(self.delay)
+        return list(batch)

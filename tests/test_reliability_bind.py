@@ -18,7 +18,7 @@ from harness.system import create_system
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
 #: The systems that launch a server process; in-process systems have nothing to bind.
-SERVER_SYSTEMS = {"thrift": 1, "pipe+thrift": 1, "triton": 2, "triton-rpc": 2}
+SERVER_SYSTEMS = {"thrift": 1, "pipe+thrift": 1, "triton": 3, "triton-rpc": 3}
 
 
 def ipv4(address: str) -> str:
@@ -46,5 +46,5 @@ def test_servers_listen_on_loopback_only(name, listeners, make_scenario):
         system.start()
         system.ready(60)
         addresses = listening_addresses(system.server_pids())
-    assert len(addresses) == listeners, addresses  # HTTP + gRPC for Triton, no metrics
+    assert len(addresses) == listeners, addresses  # HTTP + gRPC + metrics for Triton
     assert {ip for ip, _ in addresses} == {"127.0.0.1"}, addresses

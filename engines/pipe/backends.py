@@ -2,11 +2,16 @@
 
 A backend is a class with ``init(params)`` (run once, on the instance's own worker) and
 ``forward(batch) -> list`` (one reply per request, in order). One object is made per
-instance, so a backend never sees two batches at once.
+instance, so a backend never sees two batches at once. Besides registered names, a
+backend may be named ``"module:Class"``: the user's own class, imported on first use
+(from the current directory too, where a user's code usually is).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +39,24 @@ def register_backend(name: str, cls: type[Backend]) -> None:
 
 
 def backend_class(name: str) -> type[Backend] | None:
-    return _REGISTRY.get(name)
+    """The registered backend, or the class ``"module:Class"`` names (None: neither)."""
+    if name in _REGISTRY or ":" not in name:
+        return _REGISTRY.get(name)
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        if os.getcwd() in sys.path:
+            return None
+        sys.path.append(os.getcwd())
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            return None
+    found = getattr(module, attr, None)
+    if not isinstance(found, type) or not callable(getattr(found, "forward", None)):
+        return None
+    return found
 
 
 def backend_names() -> list[str]:

@@ -36,7 +36,10 @@ class NodeConfig(BaseModel):
     @classmethod
     def _registered(cls, name: str) -> str:
         if backend_class(name) is None:
-            raise ValueError(f"unknown backend {name!r} (registered: {backend_names()})")
+            raise ValueError(
+                f"unknown backend {name!r}: not registered ({backend_names()}) and not an "
+                "importable module:Class with a forward method"
+            )
         return name
 
     @field_validator("min")

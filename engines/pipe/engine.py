@@ -134,7 +134,16 @@ class Pipe:
         return [future.result(timeout) for future in futures]
 
     def stats(self) -> dict[str, Any]:
-        return merge_stats([instance.stats for instance in self._instances])
+        """The instances' counters, and the serving block this engine was built with (what
+        a harness that did not start it reads as the deployment)."""
+        config = self.config
+        serving = {
+            "instances": config.instance_num,
+            "batching_timeout_ms": config.batching_timeout,
+            "max_batch": config.max,
+            "source": "the engine's configuration",
+        }
+        return {**merge_stats([instance.stats for instance in self._instances]), "serving": serving}
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking requests, finish every queued one, then stop the workers.

@@ -16,6 +16,8 @@ class InstanceStats:
     batch_sizes: Counter[int] = field(default_factory=Counter)
     queue_wait_s: float = 0.0
     compute_s: float = 0.0
+    #: Each request's batch compute time, summed (Triton's ``compute`` counters' meaning).
+    request_compute_s: float = 0.0
 
     def record(self, size: int, compute_s: float, queue_wait_s: float, failed: bool) -> None:
         self.requests += size
@@ -23,6 +25,7 @@ class InstanceStats:
         self.errors += size if failed else 0
         self.batch_sizes[size] += 1
         self.compute_s += compute_s
+        self.request_compute_s += size * compute_s
         self.queue_wait_s += queue_wait_s
 
 
@@ -36,6 +39,7 @@ def merge_stats(parts: Iterable[InstanceStats]) -> dict[str, Any]:
         total.batch_sizes.update(dict(part.batch_sizes))
         total.queue_wait_s += part.queue_wait_s
         total.compute_s += part.compute_s
+        total.request_compute_s += part.request_compute_s
     return {
         "requests": total.requests,
         "batches": total.batches,
@@ -43,4 +47,18 @@ def merge_stats(parts: Iterable[InstanceStats]) -> dict[str, Any]:
         "batch_sizes": dict(sorted(total.batch_sizes.items())),
         "queue_wait_ms_mean": 1e3 * total.queue_wait_s / total.requests if total.requests else 0.0,
         "compute_ms_mean": 1e3 * total.compute_s / total.batches if total.batches else 0.0,
+        "queue_us_total": 1e6 * total.queue_wait_s,
+        "compute_us_total": 1e6 * total.request_compute_s,
+    }
+
+
+def server_times(stats: dict[str, Any]) -> dict[str, float] | None:
+    """The engine's cumulative counters under the names Triton's get (see
+    :meth:`harness.system.System.server_times`)."""
+    if "queue_us_total" not in stats:
+        return None
+    return {
+        "requests": float(stats["requests"]),
+        "queue_us": float(stats["queue_us_total"]),
+        "compute_us": float(stats["compute_us_total"]),
     }

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engines.pipe.backends import backend_class
 from engines.pipe.engine import Pipe
+from engines.pipe.stats import server_times
 from engines.pipe.workload_backend import BACKEND_NAME
 from harness.errors import SystemFailure
 from harness.system import System
@@ -20,6 +22,25 @@ class PipeOptions(BaseModel):
 
     policy: Literal["adaptive", "torchpipe", "torchpipe-v0"] = "adaptive"
     kind: Literal["thread", "process"] = "thread"
+    #: Your own backend, ``"module:Class"`` (importable, e.g. from the current directory),
+    #: instead of the scenario's workload: ``init(params)`` once per instance, then
+    #: ``forward(batch) -> list`` with one reply per request (see the README).
+    backend: str | None = None
+    #: What your backend's ``init`` receives.
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("backend")
+    @classmethod
+    def _importable(cls, backend: str | None) -> str | None:
+        if backend is not None and backend_class(backend) is None:
+            raise ValueError(f"{backend!r} is not an importable module:Class with a forward method")
+        return backend
+
+    @model_validator(mode="after")
+    def _params_need_a_backend(self) -> PipeOptions:
+        if self.params and self.backend is None:
+            raise ValueError("params are for your own backend: give backend too")
+        return self
 
 
 def node_config(system: System) -> dict[str, Any]:
@@ -27,14 +48,18 @@ def node_config(system: System) -> dict[str, Any]:
     serving, workload = system.scenario.serving, system.scenario.workload
     options = system.options
     assert isinstance(options, PipeOptions)
+    if options.backend is not None:
+        params: dict[str, Any] = dict(options.params)
+    else:
+        params = {"workload": workload.name, "options": workload.options}
     return {
-        "backend": BACKEND_NAME,
+        "backend": options.backend or BACKEND_NAME,
         "instance_num": serving.instances,
         "batching_timeout": serving.batching_timeout_ms,
         "max": serving.max_batch,
         "policy": options.policy,
         "kind": options.kind,
-        "params": {"workload": workload.name, "options": workload.options},
+        "params": params,
     }
 
 
@@ -59,6 +84,10 @@ class PipeSystem(System):
     options: PipeOptions
     _pipe: Pipe | None = None
 
+    @property
+    def reply_known(self) -> bool:
+        return self.options.backend is None
+
     def start(self) -> None:
         self._pipe = Pipe(node_config(self))
 
@@ -72,6 +101,9 @@ class PipeSystem(System):
 
     def stats(self) -> dict[str, Any]:
         return self._pipe.stats() if self._pipe else {}
+
+    def server_times(self, stats: dict[str, Any]) -> dict[str, float] | None:
+        return server_times(stats)
 
     def stop(self) -> None:
         pipe, self._pipe = self._pipe, None

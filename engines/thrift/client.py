@@ -16,8 +16,8 @@ from engines.thrift.wire import from_tensor, to_tensor
 
 
 class ThriftClient:
-    def __init__(self, port: int, timeout_s: float) -> None:
-        socket_ = TSocket("127.0.0.1", port)
+    def __init__(self, port: int, timeout_s: float, host: str = "127.0.0.1") -> None:
+        socket_ = TSocket(host, port)
         socket_.setTimeout(timeout_s * 1e3)
         self._transport = TBufferedTransport(socket_)
         self._rpc = Inference.Client(TBinaryProtocolAccelerated(self._transport))
@@ -37,10 +37,10 @@ class ThriftClient:
         self._transport.close()
 
 
-def try_connect(port: int, timeout_s: float) -> ThriftClient | None:
+def try_connect(port: int, timeout_s: float, host: str = "127.0.0.1") -> ThriftClient | None:
     """A connected client if the server answers ``ping``, else ``None``."""
     try:
-        client = ThriftClient(port, timeout_s)
+        client = ThriftClient(port, timeout_s, host)
     except TTransportException:
         return None
     try:

@@ -50,8 +50,16 @@ class TritonClient:
             return False
 
     def model_statistics(self) -> dict[str, Any]:
-        stats = self._client.get_inference_statistics(self._model)
+        stats = self._client.get_inference_statistics(self._model, **self._as_json())
         return stats if isinstance(stats, dict) else {}
+
+    def model_config(self) -> dict[str, Any]:
+        """The model's configuration as the server reports it (``config.pbtxt`` as JSON)."""
+        config = self._client.get_model_config(self._model, **self._as_json())
+        return config.get("config", config) if isinstance(config, dict) else {}
+
+    def _as_json(self) -> dict[str, Any]:
+        return {"as_json": True} if self._api.__name__.endswith("grpc") else {}
 
     def close(self) -> None:
         self._client.close()
@@ -61,3 +69,24 @@ def _triton_dtype(array: np.ndarray) -> str:
     from tritonclient.utils import np_to_triton_dtype
 
     return np_to_triton_dtype(array.dtype)
+
+
+def deployed_serving(config: dict[str, Any]) -> dict[str, Any]:
+    """A model configuration in the scenario's ``serving`` terms, plus what it came from.
+
+    ``max_batch_size`` 0 (no batching) is ``max_batch`` 1; without ``dynamic_batching``
+    no batch is waited for, and the timeout is ``None`` (not reported, not compared).
+    """
+    dynamic = config.get("dynamic_batching")
+    delay_us = (
+        float(dynamic.get("max_queue_delay_microseconds", 0)) if dynamic is not None else None
+    )
+    groups = config.get("instance_group") or [{"count": 1}]
+    return {
+        "instances": sum(int(group.get("count", 1)) for group in groups),
+        "batching_timeout_ms": delay_us / 1000 if delay_us is not None else None,
+        "max_batch": max(1, int(config.get("max_batch_size", 0))),
+        "dynamic_batching": dynamic is not None,
+        "instance_kinds": sorted({str(group.get("kind", "KIND_AUTO")) for group in groups}),
+        "source": "the server's model configuration",
+    }

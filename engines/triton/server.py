@@ -50,6 +50,7 @@ class TritonServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="pipebench-triton-"))
         self._shm_prefix = f"pipebench_{uuid.uuid4().hex[:12]}_"
         self.http_port, self.grpc_port = free_port(), free_port()
+        self.metrics_port = free_port()
         self.model_name = MODEL_NAME
         models = make_model_repository(self._workdir / "models", scenario, workload, compute)
         backends = make_backend_dir(self._workdir / "backends")
@@ -61,7 +62,9 @@ class TritonServer:
             f"--http-port={self.http_port}",
             "--grpc-address=127.0.0.1",
             f"--grpc-port={self.grpc_port}",
-            "--allow-metrics=false",
+            "--allow-metrics=true",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={self.metrics_port}",
             "--disable-auto-complete-config",
             "--exit-timeout-secs=2",
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
@@ -78,6 +81,10 @@ class TritonServer:
     @property
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def shm_regions(self) -> list[Path]:
         return sorted(SHM_DIR.glob(f"{self._shm_prefix}*"))
