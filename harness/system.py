@@ -42,6 +42,7 @@ REGISTRY: dict[str, str] = {
     "triton": "engines.triton.system:TritonSystem",
     "triton-rpc": "engines.triton.system:TritonRpcSystem",
     "torchpipe": "engines.torchpipe.system:TorchpipeSystem",
+    "torchpipe+thrift": "engines.thrift.system:TorchpipeThriftSystem",
     "null": "engines.null:NullSystem",
 }
 

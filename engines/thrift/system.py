@@ -1,4 +1,5 @@
-"""The ``pipe+thrift`` and ``thrift`` systems: a Thrift server process, Thrift clients."""
+"""The ``thrift``, ``pipe+thrift`` and ``torchpipe+thrift`` systems: one Thrift server
+process (:mod:`engines.thrift.server`), Thrift clients; only the engine behind it differs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any, ClassVar
 from engines.pipe.system import PipeOptions, node_config
 from engines.thrift.client import ThriftClient, try_connect
 from engines.thrift.server import READY
+from engines.torchpipe.core import require_core
+from engines.torchpipe.system import TorchpipeOptions, core_config
 from harness.errors import SystemFailure
 from harness.process import ServerProcess
 from harness.system import System
@@ -94,3 +97,15 @@ class PipeThriftSystem(ThriftSystem):
 
     def server_config(self) -> dict[str, Any]:
         return {"node": node_config(self)}
+
+
+class TorchpipeThriftSystem(ThriftSystem):
+    """``torchpipe+thrift``: the real torchpipe core behind the same Thrift server."""
+
+    Options = TorchpipeOptions
+    mode = "torchpipe"
+    computes = True
+
+    def server_config(self) -> dict[str, Any]:
+        require_core()  # a clear error here, not a server that dies on import
+        return {"core": core_config(self)}

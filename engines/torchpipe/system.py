@@ -7,32 +7,37 @@ backend" column, meaningful for echo workloads only).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from engines.torchpipe.core import (
-    OmnibackClient,
-    WorkloadBackend,
-    make_pipe,
-    register_once,
-    writable,
-)
+from engines.torchpipe.core import PYTHON, OmnibackClient, workload_pipe
 from harness.errors import SystemFailure
 from harness.system import System
 
 
 class TorchpipeOptions(BaseModel):
+    """Options of the systems that run the torchpipe core (``torchpipe``, ``torchpipe+thrift``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["python", "Identity", "Identities"] = "python"
+    backend: Literal["python", "Identity", "Identities"] = PYTHON
 
 
-class _Client(OmnibackClient):
-    def call(self, request: np.ndarray) -> np.ndarray:
-        return super().call(writable(request))
+def core_config(system: System) -> dict[str, Any]:
+    """The arguments of :func:`workload_pipe` a scenario asks for (JSON-serialisable)."""
+    options = system.options
+    assert isinstance(options, TorchpipeOptions)
+    serving, workload = system.scenario.serving, system.scenario.workload
+    return {
+        "backend": options.backend,
+        "serving": {
+            "instances": serving.instances,
+            "batching_timeout_ms": serving.batching_timeout_ms,
+            "max_batch": serving.max_batch,
+        },
+        "workload": {"name": workload.name, "options": workload.options},
+    }
 
 
 class TorchpipeSystem(System):
@@ -41,22 +46,14 @@ class TorchpipeSystem(System):
     _pipe: Any = None
 
     def start(self) -> None:
-        serving, workload = self.scenario.serving, self.scenario.workload
-        params: dict[str, str] = {}
-        backend = self.options.backend
-        if backend == "python":
-            backend = register_once("PipebenchWorkload", WorkloadBackend)
-            params["workload"] = json.dumps({"name": workload.name, "options": workload.options})
-        self._pipe = make_pipe(
-            backend, serving.instances, serving.batching_timeout_ms, serving.max_batch, **params
-        )
+        self._pipe = workload_pipe(**core_config(self))
 
     def ready(self, timeout: float) -> None:
         if self._pipe is None:
             raise SystemFailure(f"{self.spec.column}: not started")
 
-    def client(self) -> _Client:
-        return _Client(self._pipe)
+    def client(self) -> OmnibackClient:
+        return OmnibackClient(self._pipe)
 
     def stop(self) -> None:
         self._pipe = None
