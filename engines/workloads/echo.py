@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from engines.workloads import Workload, WorkloadParams
 
@@ -16,6 +17,23 @@ class EchoParams(WorkloadParams):
     #: poorly). ``bytes``: one string element (Triton ``TYPE_STRING``, a numpy object array
     #: elsewhere), to measure that point.
     type: Literal["uint8", "bytes"] = "uint8"
+    #: Send exactly this many bytes: ``payload`` repeated and cut to length, so a large
+    #: request needs no literal of that size in the scenario (e.g. 65536 for 64 KiB).
+    payload_bytes: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _payload_to_repeat(self) -> EchoParams:
+        if self.payload_bytes is not None and not self.payload:
+            raise ValueError("payload_bytes needs a non-empty payload to repeat")
+        return self
+
+    def data(self) -> bytes:
+        """The request's bytes."""
+        data = self.payload.encode()
+        if self.payload_bytes is None:
+            return data
+        repeats = -(-self.payload_bytes // len(data))
+        return (data * repeats)[: self.payload_bytes]
 
 
 class Echo(Workload):
@@ -23,7 +41,7 @@ class Echo(Workload):
     params: EchoParams
 
     def make_request(self) -> np.ndarray:
-        data = self.params.payload.encode()
+        data = self.params.data()
         if self.params.type == "bytes":
             return np.array([data], dtype=object)
         return np.frombuffer(data, dtype=np.uint8).copy()
