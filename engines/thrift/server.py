@@ -77,9 +77,9 @@ def make_handler(config: dict[str, Any]) -> EngineHandler | NullHandler:
         pipe = Pipe(config["node"])
         return EngineHandler(pipe, pipe.stats)
     if config["mode"] == "torchpipe":
-        from engines.torchpipe.core import OmnibackClient, workload_pipe
+        from engines.torchpipe.core import core_call
 
-        return EngineHandler(OmnibackClient(workload_pipe(**config["core"])).call)
+        return EngineHandler(core_call(**config["core"]))
     return NullHandler(config["workload"])
 
 

@@ -13,8 +13,7 @@ from typing import Any, ClassVar
 from engines.pipe.system import PipeOptions, node_config
 from engines.thrift.client import ThriftClient, try_connect
 from engines.thrift.server import READY
-from engines.torchpipe.core import require_core
-from engines.torchpipe.system import TorchpipeOptions, core_config
+from engines.torchpipe.system import TorchpipeOptions, check_available, core_config
 from harness.errors import SystemFailure
 from harness.process import ServerProcess
 from harness.system import System
@@ -107,5 +106,5 @@ class TorchpipeThriftSystem(ThriftSystem):
     computes = True
 
     def server_config(self) -> dict[str, Any]:
-        require_core()  # a clear error here, not a server that dies on import
+        check_available(self)  # a clear reason here, not a server that dies starting
         return {"core": core_config(self)}

@@ -129,6 +129,18 @@ def workload_pipe(backend: str, serving: dict[str, Any], workload: dict[str, Any
     )
 
 
+def core_call(
+    backend: str, serving: dict[str, Any], workload: dict[str, Any]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """One request in, its reply out, through the core; arguments as :func:`workload_pipe`,
+    or ``DecodeMat`` (the jpeg workload decoded by the full torchpipe wheel's C++ decoder)."""
+    from engines.torchpipe.full import DECODE_MAT, DecodeMatCall
+
+    if backend == DECODE_MAT:
+        return DecodeMatCall(serving, workload)
+    return OmnibackClient(workload_pipe(backend, serving, workload)).call
+
+
 class OmnibackClient:
     """Calls an omniback pipeline the way its users do: a dict with ``data``."""
 

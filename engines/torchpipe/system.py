@@ -2,16 +2,20 @@
 
 ``options.backend``: ``python`` runs the scenario's workload in an omniback Python
 backend; ``Identity`` / ``Identities`` are its C++ echo backends (the seed's "c++
-backend" column, meaningful for echo workloads only).
+backend" column, meaningful for echo workloads only); ``DecodeMat`` is the full torchpipe
+wheel's C++ JPEG decoder (the jpeg workload only; see :mod:`engines.torchpipe.full`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from engines.torchpipe.core import PYTHON, OmnibackClient, workload_pipe
+from engines.torchpipe.core import PYTHON, core_call, require_core
+from engines.torchpipe.full import DECODE_MAT, unavailable
 from harness.errors import SystemFailure
 from harness.system import System
 
@@ -21,7 +25,7 @@ class TorchpipeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["python", "Identity", "Identities"] = PYTHON
+    backend: Literal["python", "Identity", "Identities", "DecodeMat"] = PYTHON
 
 
 def core_config(system: System) -> dict[str, Any]:
@@ -40,20 +44,41 @@ def core_config(system: System) -> dict[str, Any]:
     }
 
 
+def check_available(system: System) -> None:
+    """Raise :class:`SystemFailure` with the reason if the backend cannot run here now."""
+    options = system.options
+    assert isinstance(options, TorchpipeOptions)
+    require_core()
+    if options.backend == DECODE_MAT:
+        reason = unavailable()
+        if reason:
+            raise SystemFailure(f"{system.spec.column}: skipped: {reason}")
+
+
+class _Client:
+    def __init__(self, call: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.call = call
+
+    def close(self) -> None:
+        pass
+
+
 class TorchpipeSystem(System):
     Options = TorchpipeOptions
     options: TorchpipeOptions
-    _pipe: Any = None
+    _call: Callable[[np.ndarray], np.ndarray] | None = None
 
     def start(self) -> None:
-        self._pipe = workload_pipe(**core_config(self))
+        check_available(self)
+        self._call = core_call(**core_config(self))
 
     def ready(self, timeout: float) -> None:
-        if self._pipe is None:
+        if self._call is None:
             raise SystemFailure(f"{self.spec.column}: not started")
 
-    def client(self) -> OmnibackClient:
-        return OmnibackClient(self._pipe)
+    def client(self) -> _Client:
+        assert self._call is not None
+        return _Client(self._call)
 
     def stop(self) -> None:
-        self._pipe = None
+        self._call = None
