@@ -2,6 +2,7 @@
 # Sets up pipebench in ./.venv on a fresh Debian machine: `scripts/bootstrap.sh [EXTRAS]`.
 #   scripts/bootstrap.sh           the harness and every system it runs
 #   scripts/bootstrap.sh test      plus what the test suite needs
+#   scripts/bootstrap.sh all       plus the model workloads and the full torchpipe wheel
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,4 +32,9 @@ apt_install libpython3.11
 # it explains what to do).
 .venv/bin/python -c "from engines.triton.perf_analyzer import binary; binary()" 2>/dev/null \
   || echo "bootstrap: perf_analyzer not fetched (only client: perf_analyzer needs it)" >&2
+# The full torchpipe wheel compiles its core on first import (minutes): do it now, once, so a
+# measured run never does; this also checks that its DecodeMat decodes cv2's pixels.
+if [ "$extras" = all ]; then
+  .venv/bin/python -m engines.torchpipe.full
+fi
 echo "bootstrap: ready (.venv)" >&2

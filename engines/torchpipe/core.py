@@ -35,7 +35,8 @@ def omniback() -> Any:
         import omniback as module
     except ImportError:
         raise InputError(
-            "torchpipe: the torchpipe core is not installed (pip install 'pipebench[torchpipe]')"
+            "torchpipe: the torchpipe core is not installed "
+            "(pip install omniback==0.2.24, a pipebench dependency)"
         ) from None
     return module
 
