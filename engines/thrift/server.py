@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from thrift.protocol.TBinaryProtocol import TBinaryProtocolAcceleratedFactory
 from thrift.server.TServer import TThreadPoolServer
 from thrift.transport.TSocket import TServerSocket
 from thrift.transport.TTransport import TBufferedTransportFactory
@@ -22,7 +21,7 @@ from thrift.transport.TTransport import TBufferedTransportFactory
 from engines.pipe.engine import Pipe
 from engines.thrift.gen.pipebench_rpc import Inference
 from engines.thrift.gen.pipebench_rpc.ttypes import InferenceError, Tensor
-from engines.thrift.wire import from_tensor, to_tensor
+from engines.thrift.wire import ProtocolFactory, from_tensor, to_tensor
 from engines.workloads import create_workload
 
 READY = "READY"
@@ -92,7 +91,7 @@ def serve(config: dict[str, Any]) -> None:
         Inference.Processor(handler),
         transport,
         TBufferedTransportFactory(),
-        TBinaryProtocolAcceleratedFactory(),
+        ProtocolFactory(),
         daemon=True,
     )
     server.setNumThreads(config["threads"])
