@@ -51,3 +51,9 @@ def test_numeric_tensors_keep_dtype_and_shape():
 def test_messages_without_a_tensor_carry_no_payload():
     assert payload_bytes(Inference.ping_result(success=True)) == 0
     assert payload_bytes(Inference.infer_result()) == 0
+
+
+def test_a_non_contiguous_array_travels_in_c_order():
+    array = np.arange(12, dtype=np.int64).reshape(3, 4).T  # Fortran-ordered view
+    back = from_tensor(to_tensor(array))
+    assert back.shape == (4, 3) and np.array_equal(back, array)
