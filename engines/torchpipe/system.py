@@ -29,7 +29,7 @@ class TorchpipeOptions(BaseModel):
 
 
 def core_config(system: System) -> dict[str, Any]:
-    """The arguments of :func:`workload_pipe` a scenario asks for (JSON-serialisable)."""
+    """The arguments of :func:`core_call` a scenario asks for (JSON-serialisable)."""
     options = system.options
     assert isinstance(options, TorchpipeOptions)
     serving, workload = system.scenario.serving, system.scenario.workload
