@@ -23,7 +23,16 @@ def test_hello_world_matches_the_seed_tables():
     assert scenario.load.clients == [1, 10]
     assert (scenario.serving.instances, scenario.serving.max_batch) == (1, 1)
     assert scenario.serving.batching_timeout_ms == 0
-    assert [s.column for s in scenario.systems] == ["pipe", "pipe+thrift", "thrift", "triton"]
+    assert [s.column for s in scenario.systems] == [
+        "pipe",
+        "torchpipe-python",
+        "torchpipe-c++",
+        "pipe+thrift",
+        "torchpipe+thrift-python",
+        "torchpipe+thrift-c++",
+        "thrift",
+        "triton",
+    ]
 
 
 BAD = {
