@@ -8,7 +8,9 @@ timeout, one system's QPS against another's), evaluated on our results.
 
 Seed columns map onto our systems by system name and options (not by label), so a scenario
 may label its columns freely: the seed's ``torchpipe`` column in the batching table is
-``pipe`` with ``policy: torchpipe-v0``, its ``triton-cli`` is ``triton``.
+``pipe`` with ``policy: torchpipe-v0``, its ``triton-cli`` is ``triton``. A seed column that
+two of our systems stand for (our ``pipe`` engine and the real torchpipe core) is listed
+once per system, each row with the seed's numbers.
 """
 
 from __future__ import annotations
@@ -94,7 +96,11 @@ THRIFT = SystemMatch("thrift")
 TRITON = SystemMatch("triton")
 TRITON_BYTES = SystemMatch("triton", workload={"type": "bytes"})
 TRITON_RPC = SystemMatch("triton-rpc")
+TORCHPIPE = SystemMatch("torchpipe", {"backend": "python"})
 TORCHPIPE_CPP = SystemMatch("torchpipe", {"backend": "Identity"})
+TORCHPIPE_THRIFT = SystemMatch("torchpipe+thrift", {"backend": "python"})
+TORCHPIPE_THRIFT_CPP = SystemMatch("torchpipe+thrift", {"backend": "Identity"})
+TORCHPIPE_THRIFT_DECODE = SystemMatch("torchpipe+thrift", {"backend": "DecodeMat"})
 
 HELLO = "Hello, World!"
 TABLES: tuple[SeedTable, ...] = (
@@ -107,9 +113,11 @@ TABLES: tuple[SeedTable, ...] = (
         (1,),
         (
             _column("torchpipe (python backend)", PIPE, c1=65227),
+            _column("torchpipe (python backend)", TORCHPIPE, c1=65227),
             _column("torchpipe (c++ backend)", TORCHPIPE_CPP, c1=70671),
             _column("torchpipe+thrift (python backend)", PIPE_THRIFT, c1=10020),
-            _column("torchpipe+thrift (c++ backend)", None, c1=10444),
+            _column("torchpipe+thrift (python backend)", TORCHPIPE_THRIFT, c1=10020),
+            _column("torchpipe+thrift (c++ backend)", TORCHPIPE_THRIFT_CPP, c1=10444),
             _column("thrift", THRIFT, c1=14890),
             _column("triton-cli", TRITON, c1=7342),
         ),
@@ -123,9 +131,11 @@ TABLES: tuple[SeedTable, ...] = (
         (10,),
         (
             _column("torchpipe (python backend)", PIPE, c10=46655),
+            _column("torchpipe (python backend)", TORCHPIPE, c10=46655),
             _column("torchpipe (c++ backend)", TORCHPIPE_CPP, c10=55949),
             _column("torchpipe-thrift (python backend)", PIPE_THRIFT, c10=13221),
-            _column("torchpipe-thrift (c++ backend)", None, c10=14977),
+            _column("torchpipe-thrift (python backend)", TORCHPIPE_THRIFT, c10=13221),
+            _column("torchpipe-thrift (c++ backend)", TORCHPIPE_THRIFT_CPP, c10=14977),
             _column("thrift", THRIFT, c10=17262),
             _column("triton-cli", TRITON, c10=15039),
         ),
@@ -139,7 +149,9 @@ TABLES: tuple[SeedTable, ...] = (
         (1, 10),
         (
             _column("torchpipe", PIPE),
+            _column("torchpipe", TORCHPIPE),
             _column("torchpipe+thrift", PIPE_THRIFT),
+            _column("torchpipe+thrift", TORCHPIPE_THRIFT),
             _column("thrift", THRIFT),
             _column("triton-cli", TRITON),
         ),
@@ -153,6 +165,7 @@ TABLES: tuple[SeedTable, ...] = (
         (1, 2, 4, 10),
         (
             _column("torchpipe", PIPE_V0, c1=0.25, c2=10.25, c4=0.34, c10=0.82),
+            _column("torchpipe", TORCHPIPE, c1=0.25, c2=10.25, c4=0.34, c10=0.82),
             _column("triton", TRITON, c1=10.5, c2=10.57, c4=0.5, c10=0.97),
         ),
     ),
@@ -165,6 +178,7 @@ TABLES: tuple[SeedTable, ...] = (
         (1, 10),
         (
             _column("torchpipe", PIPE, c1=0.09, c10=0.64),
+            _column("torchpipe", TORCHPIPE, c1=0.09, c10=0.64),
             _column("triton", TRITON, c1=0.23, c10=1.26),
         ),
     ),
@@ -177,6 +191,7 @@ TABLES: tuple[SeedTable, ...] = (
         (10,),
         (
             _column("torchpipe (python backend, threads)", PIPE_THREADS, c10=233),
+            _column("torchpipe (python backend, threads)", TORCHPIPE, c10=233),
             _column("triton", TRITON, c10=814),
             _column("torchpipe-multiprocess", PIPE_PROCESS, c10=872),
         ),
@@ -189,7 +204,7 @@ TABLES: tuple[SeedTable, ...] = (
         "qps",
         (1,),
         (
-            _column("torchpipe-thrift (c++ backend)", None, c1=426),
+            _column("torchpipe-thrift (c++ backend)", TORCHPIPE_THRIFT_DECODE, c1=426),
             _column("torchpipe-thrift (python backend)", PIPE_THRIFT_THREADS, c1=406),
             _column("torchpipe-thrift-multiprocess", PIPE_THRIFT_PROCESS),
             _column("triton-cli", TRITON, c1=339),
@@ -203,7 +218,7 @@ TABLES: tuple[SeedTable, ...] = (
         "qps",
         (10,),
         (
-            _column("torchpipe-thrift (c++ backend)", None, c10=1599),
+            _column("torchpipe-thrift (c++ backend)", TORCHPIPE_THRIFT_DECODE, c10=1599),
             _column("torchpipe-thrift (python backend)", PIPE_THRIFT_THREADS, c10=1334),
             _column("torchpipe-thrift-multiprocess", PIPE_THRIFT_PROCESS),
             _column("triton-cli", TRITON, c10=1440),
@@ -389,7 +404,7 @@ def _adaptive_does_not_wait(results: Results) -> Outcome:
     result = scenario_for(results, ADAPTIVE)
     timeout = timeout_ms(result) if result else 0.0
     checked = []
-    for match in (PIPE_ADAPTIVE, PIPE_TORCHPIPE, PIPE_V0, SystemMatch("torchpipe")):
+    for match in (PIPE_ADAPTIVE, PIPE_TORCHPIPE, PIPE_V0, TORCHPIPE):
         found = _tp50(results, match, (1,))
         if found:
             checked.append((found[0], found[1][1]))

@@ -48,6 +48,7 @@ REGISTRY: dict[str, str] = {
     "triton": "engines.triton.system:TritonSystem",
     "triton-rpc": "engines.triton.system:TritonRpcSystem",
     "torchpipe": "engines.torchpipe.system:TorchpipeSystem",
+    "torchpipe+thrift": "engines.thrift.system:TorchpipeThriftSystem",
     "null": "engines.null:NullSystem",
 }
 
@@ -174,6 +175,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "triton": ("triton", ("tritonclient", "pytriton")),
     "triton-rpc": ("triton", ("tritonclient", "pytriton")),
     "torchpipe": ("torchpipe", ("omniback",)),
+    "torchpipe+thrift": ("thrift,torchpipe", ("thrift", "omniback")),
 }
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up pipebench in ./.venv on a fresh Debian machine: `scripts/bootstrap.sh [EXTRAS]`.
-#   scripts/bootstrap.sh           the harness and every system it runs (extra `all`)
+#   scripts/bootstrap.sh           the harness, every system it runs and the model workloads,
+#                                  with the full torchpipe wheel compiled (extra `all`)
 #   scripts/bootstrap.sh test      plus what the test suite needs
 #   scripts/bootstrap.sh core      only the core: run (pipe), report, compare, export
 #   scripts/bootstrap.sh distributed   plus Ray, for `bench run --cluster` (extras combine: test,distributed)
@@ -34,4 +35,9 @@ apt_install libpython3.11
 # it explains what to do).
 .venv/bin/python -c "from engines.triton.perf_analyzer import binary; binary()" 2>/dev/null \
   || echo "bootstrap: perf_analyzer not fetched (only client: perf_analyzer needs it)" >&2
+# The full torchpipe wheel compiles its core on first import (minutes): do it now, once, so a
+# measured run never does; this also checks that its DecodeMat decodes cv2's pixels.
+if [[ ",$extras," == *,all,* || ",$extras," == *,test,* ]]; then
+  .venv/bin/python -m engines.torchpipe.full
+fi
 echo "bootstrap: ready (.venv)" >&2

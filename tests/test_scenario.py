@@ -23,8 +23,17 @@ def test_hello_world_matches_the_seed_tables():
     assert scenario.load.clients == [1, 10]
     assert (scenario.serving.instances, scenario.serving.max_batch) == (1, 1)
     assert scenario.serving.batching_timeout_ms == 0
-    columns = [s.column for s in scenario.systems]
-    assert columns == ["pipe", "pipe+thrift", "thrift", "triton", "triton-bytes"]
+    assert [s.column for s in scenario.systems] == [
+        "pipe",
+        "torchpipe-python",
+        "torchpipe-c++",
+        "pipe+thrift",
+        "torchpipe+thrift-python",
+        "torchpipe+thrift-c++",
+        "thrift",
+        "triton",
+        "triton-bytes",
+    ]
     # The seed's string remark is one paired comparison: BYTES overrides the workload type.
     assert scenario.for_system(scenario.systems[-1]).workload.options["type"] == "bytes"
     assert scenario.baseline_column == "thrift"

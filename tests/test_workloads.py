@@ -134,9 +134,54 @@ def test_echo_bytes_sends_one_string_element():
     assert request.dtype == object and request.tolist() == [b"HelloWorld"]
 
 
+@pytest.mark.parametrize("kind", ["uint8", "bytes"])
+def test_echo_payload_bytes_is_an_exact_deterministic_size(kind):
+    def data(**options: object) -> bytes:
+        request = create_workload("echo", {"type": kind, **options}).make_request()
+        return request.tobytes() if kind == "uint8" else request[0]
+
+    assert data(payload_bytes=1) == b"H"
+    assert data(payload="abc", payload_bytes=7) == b"abcabca"
+    big = data(payload_bytes=65536)
+    assert len(big) == 65536 and big == data(payload_bytes=65536)
+    assert big.startswith(b"HelloWorldHello")
+    assert data(payload="HelloWorld") == b"HelloWorld"  # payload alone: unchanged
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (
+            {"payload_bytes": 0},
+            "workload.payload_bytes: Input should be greater than or equal to 1",
+        ),
+        (
+            {"payload_bytes": -5},
+            "workload.payload_bytes: Input should be greater than or equal to 1",
+        ),
+        ({"payload_bytes": "many"}, "workload.payload_bytes: Input should be a valid integer"),
+        ({"payload_bytes": 4, "payload": ""}, "workload: payload_bytes needs a non-empty payload"),
+    ],
+)
+def test_echo_payload_bytes_rejects_bad_sizes_in_one_line(options, reason, write_scenario):
+    data = hello_scenario(workload={"name": "echo", **options})
+    path = write_scenario(data)
+    with pytest.raises(InputError) as error:
+        load_scenario(path)
+    assert str(error.value).startswith(f"{path}: {reason}")
+    assert "\n" not in str(error.value)
+
+
 # -- every system replies the same -------------------------------------------------------------
 CASES = {
-    "echo-bytes": ({"name": "echo", "type": "bytes"}, ["pipe+thrift", "thrift", "triton"]),
+    "echo-bytes": (
+        {"name": "echo", "type": "bytes"},
+        ["pipe+thrift", "thrift", "triton", "torchpipe", "torchpipe+thrift"],
+    ),
+    "echo-64k": (
+        {"name": "echo", "payload_bytes": 65536},
+        ["pipe", "pipe+thrift", "thrift", "torchpipe+thrift", "triton"],
+    ),
     "sum": ({"name": "sum", "n": 2000}, ["pipe+thrift", "triton-rpc", "triton"]),
     "jpeg": ({"name": "jpeg"}, ["pipe+thrift", "triton"]),
     "resnet18": (

@@ -7,12 +7,11 @@ import socket
 from typing import Any
 
 import numpy as np
-from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TBufferedTransport, TTransportException
 
 from engines.thrift.gen.pipebench_rpc import Inference
-from engines.thrift.wire import from_tensor, to_tensor
+from engines.thrift.wire import Protocol, from_tensor, to_tensor
 
 
 class ThriftClient:
@@ -20,7 +19,7 @@ class ThriftClient:
         socket_ = TSocket(host, port)
         socket_.setTimeout(timeout_s * 1e3)
         self._transport = TBufferedTransport(socket_)
-        self._rpc = Inference.Client(TBinaryProtocolAccelerated(self._transport))
+        self._rpc = Inference.Client(Protocol(self._transport))
         self._transport.open()
         socket_.handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

@@ -1,4 +1,5 @@
-"""The Thrift server process: hosts the pipe engine (``pipe+thrift``) or nothing (``thrift``).
+"""The Thrift server process: hosts an engine (``pipe+thrift``: the pipe engine;
+``torchpipe+thrift``: the real torchpipe core) or nothing (``thrift``).
 
 Run by :mod:`engines.thrift.system` as ``python -m engines.thrift.server CONFIG_JSON``.
 It binds 127.0.0.1 on a free port chosen by the kernel and prints ``READY <port>`` once it
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from thrift.protocol.TBinaryProtocol import TBinaryProtocolAcceleratedFactory
+import numpy as np
 from thrift.server.TServer import TThreadPoolServer
 from thrift.transport.TSocket import TServerSocket
 from thrift.transport.TTransport import TBufferedTransportFactory
@@ -19,21 +21,27 @@ from thrift.transport.TTransport import TBufferedTransportFactory
 from engines.pipe.engine import Pipe
 from engines.thrift.gen.pipebench_rpc import Inference
 from engines.thrift.gen.pipebench_rpc.ttypes import InferenceError, Tensor
-from engines.thrift.wire import from_tensor, to_tensor
+from engines.thrift.wire import ProtocolFactory, from_tensor, to_tensor
 from engines.workloads import create_workload
 
 READY = "READY"
 
 
-class PipeHandler:
-    """``pipe+thrift``: every request goes through the engine."""
+class EngineHandler:
+    """``pipe+thrift`` and ``torchpipe+thrift``: every request goes through the engine, so
+    the two differ only in the engine that ``call`` reaches."""
 
-    def __init__(self, node: dict[str, Any]) -> None:
-        self._pipe = Pipe(node)
+    def __init__(
+        self,
+        call: Callable[[np.ndarray], np.ndarray],
+        stats: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self._call = call
+        self._stats = stats
 
     def infer(self, request: Tensor) -> Tensor:
         try:
-            return to_tensor(self._pipe(from_tensor(request)))
+            return to_tensor(self._call(from_tensor(request)))
         except Exception as exc:
             raise InferenceError(message=f"{type(exc).__name__}: {exc}") from exc
 
@@ -41,7 +49,7 @@ class PipeHandler:
         return True
 
     def stats(self) -> str:
-        return json.dumps(self._pipe.stats())
+        return json.dumps(self._stats())
 
 
 class NullHandler:
@@ -60,13 +68,22 @@ class NullHandler:
         return "{}"
 
 
-def serve(config: dict[str, Any]) -> None:
+def make_handler(config: dict[str, Any]) -> EngineHandler | NullHandler:
+    """The handler of ``config["mode"]``: ``pipe``, ``torchpipe`` or ``null``."""
     if config["mode"] == "pipe":
         from engines.pipe import workload_backend  # noqa: F401 - registers the backend
 
-        handler: PipeHandler | NullHandler = PipeHandler(config["node"])
-    else:
-        handler = NullHandler(config["workload"])
+        pipe = Pipe(config["node"])
+        return EngineHandler(pipe, pipe.stats)
+    if config["mode"] == "torchpipe":
+        from engines.torchpipe.core import core_call
+
+        return EngineHandler(core_call(**config["core"]))
+    return NullHandler(config["workload"])
+
+
+def serve(config: dict[str, Any]) -> None:
+    handler = make_handler(config)
     transport = TServerSocket(host="127.0.0.1", port=0)
     transport.listen()
     transport.listen = lambda: None  # serve() would listen again on a new port
@@ -74,7 +91,7 @@ def serve(config: dict[str, Any]) -> None:
         Inference.Processor(handler),
         transport,
         TBufferedTransportFactory(),
-        TBinaryProtocolAcceleratedFactory(),
+        ProtocolFactory(),
         daemon=True,
     )
     server.setNumThreads(config["threads"])

@@ -1,4 +1,5 @@
-"""The ``pipe+thrift`` and ``thrift`` systems: a Thrift server process, Thrift clients.
+"""The ``thrift``, ``pipe+thrift`` and ``torchpipe+thrift`` systems: one Thrift server
+process (:mod:`engines.thrift.server`), Thrift clients; only the engine behind it differs.
 
 With ``options.address`` (``host:port``) the server is someone else's (e.g. one that
 ``bench serve`` keeps up): the harness connects, reads its serving block and measures
@@ -22,6 +23,7 @@ from engines.pipe.stats import server_times
 from engines.pipe.system import PipeOptions, node_config
 from engines.thrift.client import ThriftClient, try_connect
 from engines.thrift.server import READY
+from engines.torchpipe.system import TorchpipeOptions, check_available, core_config
 from harness.deployment import check_serving
 from harness.errors import SystemFailure
 from harness.process import ServerProcess
@@ -188,3 +190,15 @@ class PipeThriftSystem(ThriftSystem):
 
     def server_config(self) -> dict[str, Any]:
         return {"node": node_config(self)}
+
+
+class TorchpipeThriftSystem(ThriftSystem):
+    """``torchpipe+thrift``: the real torchpipe core behind the same Thrift server."""
+
+    Options = TorchpipeOptions
+    mode = "torchpipe"
+    computes = True
+
+    def server_config(self) -> dict[str, Any]:
+        check_available(self)  # a clear reason here, not a server that dies starting
+        return {"core": core_config(self)}

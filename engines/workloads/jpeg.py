@@ -62,13 +62,25 @@ class JpegDecode(Workload):
             raise RuntimeError("workload jpeg: OpenCV could not encode the prepared picture")
         self._jpeg = encoded
 
+    @property
+    def jpeg(self) -> bytes:
+        """The prepared JPEG (after :meth:`setup`), for decoders other than OpenCV's."""
+        return self._jpeg.tobytes()
+
+    def decode(self) -> np.ndarray:
+        """The prepared JPEG decoded by ``cv2.imdecode``: BGR, height x width x 3."""
+        return self._cv2.imdecode(self._jpeg, self._cv2.IMREAD_COLOR)
+
+    def check_decoded(self, image: np.ndarray | None) -> None:
+        """Raise unless ``image`` has the prepared picture's shape (any decoder's output)."""
+        expected = (self.params.height, self.params.width, 3)
+        if image is None or image.shape != expected:
+            raise RuntimeError(f"workload jpeg: decoded {getattr(image, 'shape', None)}")
+
     def make_request(self) -> np.ndarray:
         return np.frombuffer(GREETING.encode(), dtype=np.uint8).copy()
 
     def compute(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
-        expected = (self.params.height, self.params.width, 3)
         for _ in batch:
-            image = self._cv2.imdecode(self._jpeg, self._cv2.IMREAD_COLOR)
-            if image is None or image.shape != expected:
-                raise RuntimeError(f"workload jpeg: decoded {getattr(image, 'shape', None)}")
+            self.check_decoded(self.decode())
         return list(batch)
