@@ -33,7 +33,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -53,6 +53,7 @@ from harness.stats import is_stable, window_stats
 from harness.system import Client
 
 clock = time.perf_counter_ns
+_H = TypeVar("_H", bound="_Starting")
 #: Hosts start this long after the controller decides to go (client processes are ready).
 START_MARGIN_NS = 50_000_000
 #: How long a host's threads get past ``end + request timeout`` before being abandoned.
@@ -376,6 +377,25 @@ class ProcessHost:
             self._process.kill()
             self._process.join()
         self._conn.close()
+
+
+class _Starting(Protocol):
+    def wait_ready(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def all_ready(hosts: list[_H]) -> list[_H]:
+    """Wait until every host (a client process, a Ray actor) is ready; if one fails or the
+    wait is interrupted, close them all, so no sender outlives a failed start."""
+    try:
+        for host in hosts:
+            host.wait_ready()
+    except BaseException:
+        for host in hosts:
+            host.close()
+        raise
+    return hosts
 
 
 def split(total: int, parts: int) -> list[int]:

@@ -17,7 +17,7 @@ import psutil
 from engines.workloads import Workload
 from harness.distributed.cluster import current as current_cluster
 from harness.distributed.host import RayHost
-from harness.loadgen import Host, ProcessHost, ThreadHost, clock, drive, plans
+from harness.loadgen import Host, ProcessHost, ThreadHost, all_ready, clock, drive, plans
 from harness.measurement import STABLE_SET, Probe, Run, Timing
 from harness.scenario import Load
 from harness.system import Client, LoadGenerator, System
@@ -102,15 +102,7 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
         return [ThreadHost(clients, [workload.make_request() for _ in clients], plan)]
     if cluster is not None:
         return list(cluster.hosts(factory, workload.make_request(), host_plans))
-    hosts = [ProcessHost(factory, workload.make_request(), plan) for plan in host_plans]
-    try:
-        for host in hosts:
-            host.wait_ready()
-    except BaseException:
-        for host in hosts:
-            host.close()
-        raise
-    return hosts
+    return all_ready([ProcessHost(factory, workload.make_request(), plan) for plan in host_plans])
 
 
 def measure_turn(

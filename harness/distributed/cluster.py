@@ -27,7 +27,7 @@ from typing import Any
 from harness.distributed import require_ray
 from harness.distributed.host import LoadNode, Node, RayHost
 from harness.errors import BenchError, InputError
-from harness.loadgen import Plan
+from harness.loadgen import Plan, all_ready
 from harness.system import Client
 
 #: Simulated load nodes a local cluster may have (each is a raylet: ~100 MB, some CPU).
@@ -122,13 +122,11 @@ class Session:
             for index, plan in enumerate(plans):
                 node = nodes[index % len(nodes)]
                 hosts.append(RayHost(self.ray, self._actor_class, node, factory, request, plan))
-            for host in hosts:
-                host.wait_ready()
         except BaseException:
             for host in hosts:
                 host.close()
             raise
-        return hosts
+        return all_ready(hosts)
 
 
 _current: Session | None = None
