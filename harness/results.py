@@ -1,4 +1,4 @@
-"""The result file: one JSON document per scenario run, written atomically.
+"""The result file: one JSON document per scenario run (written by :mod:`harness.storage`).
 
 Layout (``schema_version`` 1)::
 
@@ -14,7 +14,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -140,32 +139,6 @@ def environment() -> dict[str, Any]:
         "packages": versions,
         "git": _git_sha(),
     }
-
-
-def prepare_dir(directory: Path) -> Path:
-    """Create ``directory`` if needed and prove it writable before any run starts."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"{directory}: results folder not writable: {exc.strerror or exc}"
-        ) from None
-    return directory
-
-
-def write_atomic(path: Path, document: dict[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1, allow_nan=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_result(path: Path) -> dict[str, Any]:

@@ -25,8 +25,10 @@ from harness.errors import BenchError, SystemFailure
 from harness.loadgen import Host, ProcessHost, ThreadHost, clock, drive, plans
 from harness.measurement import STABLE_SET, Run, Timing
 from harness.measurement import Probe as LoadProbe
-from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
+from harness.process import keep_failed_logs
+from harness.results import PointRecord, RunResult, environment, now_iso
 from harness.scenario import Load, Scenario, SystemSpec
+from harness.storage import ResultStore
 from harness.system import Client, LoadGenerator, System, create_system
 
 READY_TIMEOUT_S = 120.0
@@ -320,11 +322,15 @@ def run_system(
 def run_scenario(
     scenario: Scenario,
     scenario_file: Path,
-    result_path: Path,
+    store: ResultStore,
     options: RunOptions = RunOptions(),
     progress: Progress | None = None,
 ) -> RunResult:
-    """Run every system of ``scenario``; the result file is rewritten after each system."""
+    """Run every system of ``scenario``; the result file is rewritten after each system.
+
+    A results folder that fails mid-run stops nothing: the records stay in ``result`` and
+    ``store.finish`` saves them elsewhere at the end. A failing server's log is kept next
+    to the result file."""
     progress = progress or Progress()
     load = options.apply(scenario.load)
     ceilings = Ceilings(scenario, progress)
@@ -334,12 +340,19 @@ def run_scenario(
         environment=environment(),
         started_at=now_iso(),
     )
+
+    def save() -> None:
+        if problem := store.save(result.to_json()):
+            progress.message(f"cannot save results: {problem}; kept in memory, running on")
+
+    save()  # claims the file name, so failing servers' logs can be kept beside it
     try:
-        for spec in scenario.systems:
-            result.records.extend(run_system(scenario, spec, load, ceilings, progress))
-            write_atomic(result_path, result.to_json())
+        with keep_failed_logs(store.path):
+            for spec in scenario.systems:
+                result.records.extend(run_system(scenario, spec, load, ceilings, progress))
+                save()
         result.complete = True
     finally:
         result.finished_at = now_iso()
-        write_atomic(result_path, result.to_json())
+        store.finish(result.to_json())
     return result

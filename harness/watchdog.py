@@ -11,8 +11,12 @@ it). It blocks until either
 * the stop pipe reaches end-of-file, or the harness's pidfd becomes readable: the harness
   is gone (the pidfd also catches a forked child that still holds the pipe open).
 
-In the second case it SIGKILLs the server's whole process group, waits for it to empty and
-removes the leftovers it was given (log file, work folder, shared-memory globs).
+In the second case it first lets the server stop by itself (the kernel sent it SIGTERM as
+its parent died; tritonserver removes its Python backend's ``/tmp/python_env_*`` folder
+only on a graceful shutdown), SIGKILLs the whole group after
+``GRACE_S``, waits for it to empty, and removes the leftovers it was given (work folder,
+shared-memory globs). ``PGID`` ``-`` guards no server, only leftovers: the harness's own
+temp folder.
 
 Run as ``python -I -S watchdog.py PGID STOP_FD HARNESS_PIDFD [LEFTOVER_GLOB ...]``; it uses
 the standard library only, so it starts in a few milliseconds.
@@ -30,6 +34,7 @@ import sys
 import time
 
 GROUP_EXIT_TIMEOUT_S = 5.0
+GRACE_S = 5.0
 
 
 def harness_gone(stop_fd: int, harness_fd: int) -> bool:
@@ -41,6 +46,28 @@ def harness_gone(stop_fd: int, harness_fd: int) -> bool:
     if harness_fd in ready:
         return True
     return os.read(stop_fd, 1) == b""
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaps yet (its parent, the harness, is dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def stop_gracefully(leader: int) -> None:
+    """SIGTERM the group's leader (again: a stopped one acts on it after SIGCONT) and give
+    it ``GRACE_S`` to shut down by itself."""
+    try:
+        os.kill(leader, signal.SIGTERM)
+        os.kill(leader, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + GRACE_S
+    while not exited(leader) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def kill_group(pgid: int) -> None:
@@ -55,19 +82,26 @@ def kill_group(pgid: int) -> None:
 
 
 def remove(patterns: list[str]) -> None:
+    """Remove what the patterns match; a folder that a dying process still wrote into while
+    it was being removed is removed again (bounded)."""
     for pattern in patterns:
         for path in glob.glob(pattern):
             if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
+                deadline = time.monotonic() + GROUP_EXIT_TIMEOUT_S
+                while os.path.lexists(path) and time.monotonic() < deadline:
+                    shutil.rmtree(path, ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
 
 
 def main(argv: list[str]) -> None:
-    pgid, stop_fd, harness_fd = (int(arg) for arg in argv[:3])
+    pgid = None if argv[0] == "-" else int(argv[0])
+    stop_fd, harness_fd = int(argv[1]), int(argv[2])
     if harness_gone(stop_fd, harness_fd):
-        kill_group(pgid)
+        if pgid is not None:
+            stop_gracefully(pgid)
+            kill_group(pgid)
         remove(argv[3:])
 
 

@@ -24,7 +24,7 @@ from tests.conftest import ROOT
 WRITER = """
 import sys
 from pathlib import Path
-from harness.results import write_atomic
+from harness.storage import write_atomic
 
 def document(tag):
     records = [{"label": tag, "clients": n, "latency_ms": {"p50": n / 7}} for n in range(20000)]

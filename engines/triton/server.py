@@ -18,7 +18,7 @@ from engines.triton.repository import (
 )
 from engines.workloads import Workload
 from harness.errors import InputError
-from harness.process import ServerProcess
+from harness.process import ServerProcess, work_dir
 from harness.scenario import Scenario
 
 SHM_DIR = Path("/dev/shm")
@@ -47,10 +47,17 @@ class TritonServer:
             raise InputError(
                 f"{name}: tritonserver binary not found or not executable: {self.binary}"
             )
-        self._workdir = Path(tempfile.mkdtemp(prefix="pipebench-triton-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix="pipebench-triton-", dir=work_dir()))
         self._shm_prefix = f"pipebench_{uuid.uuid4().hex[:12]}_"
         self.http_port, self.grpc_port = free_port(), free_port()
         self.model_name = MODEL_NAME
+        try:
+            self.process = self._launch(scenario, workload, compute)
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
+
+    def _launch(self, scenario: Scenario, workload: Workload, compute: bool) -> ServerProcess:
         models = make_model_repository(self._workdir / "models", scenario, workload, compute)
         backends = make_backend_dir(self._workdir / "backends")
         argv = [
@@ -67,9 +74,13 @@ class TritonServer:
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
         ]
         # The stub's embedded Python finds its environment through PATH, not PYTHONPATH.
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+        # Temp files of the server and its stubs go into the work folder, removed with it.
+        tmp = self._workdir / "tmp"
+        tmp.mkdir()
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+        env = dict(os.environ, PATH=path, TMPDIR=str(tmp))
         leftovers = [self._workdir, SHM_DIR / f"{self._shm_prefix}*"]
-        self.process = ServerProcess(name, argv, env=env, leftovers=leftovers)
+        return ServerProcess(self.name, argv, env=env, leftovers=leftovers, grace=10.0)
 
     @property
     def http_url(self) -> str:
@@ -83,7 +94,7 @@ class TritonServer:
         return sorted(SHM_DIR.glob(f"{self._shm_prefix}*"))
 
     def stop(self) -> None:
-        self.process.stop(grace=10.0)
+        self.process.stop()
         for region in self.shm_regions():  # only left if a stub was killed
             region.unlink(missing_ok=True)
         shutil.rmtree(self._workdir, ignore_errors=True)

@@ -14,7 +14,7 @@ from harness.report.pages import index_page, scenario_page
 from harness.report.plots import batch_plot, cdf_plot, frame, latency_plot, qps_plot
 from harness.report.resultsets import ResultSet, latest_by_scenario
 from harness.report.seedpage import seed_page
-from harness.results import prepare_dir
+from harness.storage import prepare_dir
 
 HTML_NAME = "report.html"
 IMAGE_DIR = "img"
