@@ -104,14 +104,31 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
+def python_envs_made_between(start: float, end: float) -> set[str]:
+    """Triton's Python backend folders (``/tmp/python_env_*``, a fixed path, empty) made in
+    that time span: the backend makes one as it loads, before its first stub starts."""
+    found = set()
+    for path in glob.glob("/tmp/python_env_*"):
+        try:
+            made = os.stat(path).st_ctime
+        except OSError:
+            continue
+        if start - 0.5 <= made <= end + 0.5:
+            found.add(path)
+    return found
+
+
 class RunWatcher:
-    """Samples a process tree every few ms and remembers everything it ever contained."""
+    """Samples a process tree every few ms and remembers everything it ever contained,
+    including the run's own temp folder (``pipebench-run-PID-*``) and the Python backend
+    folders of the tritonservers it started."""
 
     def __init__(self, pid: int) -> None:
         self.root = pid
         self.processes: dict[tuple[int, float], psutil.Process] = {}
         self.commands: dict[int, str] = {}
-        self.owned_paths: set[str] = set()
+        self.owned_paths: set[str] = {f"/tmp/pipebench-run-{pid}-*"}
+        self._triton_started: float | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -133,6 +150,7 @@ class RunWatcher:
                 if command and command != self.commands.get(process.pid):
                     self.commands[process.pid] = command
                     self._note(process.pid, command)
+                    self._note_python_env(process, command)
             time.sleep(0.02)
 
     def _note(self, pid: int, command: str) -> None:
@@ -147,6 +165,16 @@ class RunWatcher:
             return
         if os.path.basename(log).startswith("pipebench-"):
             self.owned_paths.add(log)
+
+    def _note_python_env(self, process: psutil.Process, command: str) -> None:
+        try:
+            if STUB in command and self._triton_started is not None:
+                made = python_envs_made_between(self._triton_started, process.create_time())
+                self.owned_paths |= made
+            elif TRITON in command.split(" ", 1)[0] and self._triton_started is None:
+                self._triton_started = process.create_time()
+        except psutil.Error:
+            return
 
     def stop(self) -> None:
         self._done.set()
