@@ -181,8 +181,8 @@ class Load(Frozen):
         """Each client (and each open-loop sender) is a thread: ask for no more than the
         machine can start, rather than fail with "can't start new thread" minutes in."""
         budget, why = thread_budget()
-        for count in value if isinstance(value, list) else [value or 0]:
-            if count > budget:
+        for count in value if isinstance(value, list) else [value]:
+            if count is not None and count > budget:
                 raise ValueError(
                     f"{info.field_name} {count} needs {count} threads; "
                     f"this machine allows at most {budget} ({why})"

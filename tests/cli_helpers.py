@@ -129,16 +129,24 @@ class RunWatcher:
         self.commands: dict[int, str] = {}
         self.owned_paths: set[str] = {f"/tmp/pipebench-run-{pid}-*"}
         self._triton_started: float | None = None
+        self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
-        while not self._done.is_set():
+        while not self._done.is_set() and self.sample():
+            time.sleep(0.02)
+
+    def sample(self) -> bool:
+        """Record the tree as it is now (call it before killing what the test waited for:
+        on a busy machine the sampling thread may not have run since it appeared); whether
+        the root still runs."""
+        with self._lock:
             try:
                 tree = psutil.Process(self.root).children(recursive=True)
             except psutil.NoSuchProcess:
-                return
+                return False
             for process in tree:
                 try:
                     key = (process.pid, process.create_time())
@@ -151,7 +159,7 @@ class RunWatcher:
                     self.commands[process.pid] = command
                     self._note(process.pid, command)
                     self._note_python_env(process, command)
-            time.sleep(0.02)
+            return True
 
     def _note(self, pid: int, command: str) -> None:
         for pattern in (_SHM_PREFIX, _MODEL_REPOSITORY):

@@ -93,6 +93,7 @@ def test_interrupt_stops_every_server_and_saves_partial_results(sig, write_scena
     )
     path = write_scenario(scenario)
     results = tmp_path / "results"
+    shm_before = set(pipebench_shm())  # others' runs on this machine are not ours to judge
     run = subprocess.Popen(
         [*BENCH, "run", str(path), "--results-dir", str(results)],
         cwd=ROOT,
@@ -117,4 +118,4 @@ def test_interrupt_stops_every_server_and_saves_partial_results(sig, write_scena
     assert not [p.pid for p in started if alive(p)]
     document = only_result(results)
     assert document["complete"] is False
-    assert not pipebench_shm()
+    assert set(pipebench_shm()) <= shm_before

@@ -43,6 +43,7 @@ def test_a_killed_server_fails_its_points_and_keeps_the_other_systems(
     if server == TRITON:
         wait_for_child(run.pid, STUB)
     before = read_until(run, "client ceiling")  # printed as its first point begins
+    watcher.sample()  # the stubs the kill orphans
     victim.kill()
     _, after = run.communicate(timeout=120)
     stderr = before + after

@@ -122,6 +122,7 @@ def test_interrupt_during_triton_stops_its_stubs_and_keeps_earlier_systems(
     watcher = RunWatcher(run.pid)
     before = read_until(run, "starting triton")
     wait_for_child(run.pid, STUB, count=2)
+    watcher.sample()
     run.send_signal(sig)
     _, after = run.communicate(timeout=120)
     stderr = before + after
@@ -152,6 +153,7 @@ def test_a_killed_harness_takes_its_servers_with_it(
     if helpers:
         wait_for_child(run.pid, STUB, count=helpers)
     read_until(run, "client ceiling")  # printed as its first point begins
+    watcher.sample()
     run.kill()  # no finally, no atexit: only PR_SET_PDEATHSIG and the watchdog remain
     run.communicate(timeout=60)
     assert len(watcher.named(STUB)) >= helpers and watcher.named(server)
