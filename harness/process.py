@@ -226,10 +226,15 @@ class ServerProcess:
             time.sleep(0.05)
 
     def stop(self, grace: float | None = None) -> None:
-        """SIGTERM the process group, SIGKILL it after ``grace`` seconds. Idempotent."""
+        """SIGTERM the server, SIGKILL its group after ``grace`` seconds. Idempotent.
+
+        Only the server gets SIGTERM: it shuts its own children down (tritonserver unloads
+        its models, stops its stubs and removes its ``python_env_*`` folder); stubs killed
+        under it abort that and leave the folder behind."""
         if self in _live:
             _live.discard(self)
-            self._signal_group(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._popen.pid, signal.SIGTERM)
             self._signal_group(signal.SIGCONT)  # a stopped (SIGSTOP) server acts on it now
             try:
                 self._popen.wait(self.grace if grace is None else grace)

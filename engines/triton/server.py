@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
 import socket
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +25,10 @@ from harness.process import ServerProcess, work_dir
 from harness.scenario import Scenario
 
 SHM_DIR = Path("/dev/shm")
+#: The Python backend makes ``/tmp/python_env_XXXXXX`` (a fixed path: TMPDIR is ignored) as
+#: it loads, before the first stub starts, and removes it only if the server shuts down
+#: gracefully once its models are loaded.
+PYTHON_ENVS = "/tmp/python_env_*"
 
 
 def free_port() -> int:
@@ -51,6 +58,7 @@ class TritonServer:
         self._shm_prefix = f"pipebench_{uuid.uuid4().hex[:12]}_"
         self.http_port, self.grpc_port = free_port(), free_port()
         self.model_name = MODEL_NAME
+        self._launched = time.time()
         try:
             self.process = self._launch(scenario, workload, compute)
         except BaseException:
@@ -93,8 +101,29 @@ class TritonServer:
     def shm_regions(self) -> list[Path]:
         return sorted(SHM_DIR.glob(f"{self._shm_prefix}*"))
 
+    def _python_env_window(self) -> tuple[float, float]:
+        """When this server's Python backend made its folder: after the launch, before the
+        first stub's shared-memory region (made just before the stub starts; ours by its
+        prefix), or before now if there is none yet."""
+        made = []
+        for region in self.shm_regions():
+            with contextlib.suppress(OSError):
+                made.append(region.stat().st_ctime)
+        return self._launched, min(made, default=time.time())
+
+    def _remove_python_env(self, window: tuple[float, float]) -> None:
+        """Stopped while loading, the server leaves its (empty) folder: remove the empty
+        ones made in its window (``rmdir`` never removes a folder that holds anything)."""
+        start, end = window
+        for folder in glob.glob(PYTHON_ENVS):
+            with contextlib.suppress(OSError):
+                if start - 0.1 <= os.stat(folder).st_ctime <= end + 0.1:
+                    os.rmdir(folder)
+
     def stop(self) -> None:
+        window = self._python_env_window()
         self.process.stop()
+        self._remove_python_env(window)
         for region in self.shm_regions():  # only left if a stub was killed
             region.unlink(missing_ok=True)
         shutil.rmtree(self._workdir, ignore_errors=True)
