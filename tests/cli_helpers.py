@@ -113,7 +113,7 @@ def python_envs_made_between(start: float, end: float) -> set[str]:
             made = os.stat(path).st_ctime
         except OSError:
             continue
-        if start - 0.5 <= made <= end + 0.5:
+        if start - 0.1 <= made <= end + 0.1:
             found.add(path)
     return found
 
@@ -128,7 +128,6 @@ class RunWatcher:
         self.processes: dict[tuple[int, float], psutil.Process] = {}
         self.commands: dict[int, str] = {}
         self.owned_paths: set[str] = {f"/tmp/pipebench-run-{pid}-*"}
-        self._triton_started: float | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -158,7 +157,7 @@ class RunWatcher:
                 if command and command != self.commands.get(process.pid):
                     self.commands[process.pid] = command
                     self._note(process.pid, command)
-                    self._note_python_env(process, command)
+                    self._note_python_env(command)
             return True
 
     def _note(self, pid: int, command: str) -> None:
@@ -174,15 +173,19 @@ class RunWatcher:
         if os.path.basename(log).startswith("pipebench-"):
             self.owned_paths.add(log)
 
-    def _note_python_env(self, process: psutil.Process, command: str) -> None:
-        try:
-            if STUB in command and self._triton_started is not None:
-                made = python_envs_made_between(self._triton_started, process.create_time())
-                self.owned_paths |= made
-            elif TRITON in command.split(" ", 1)[0] and self._triton_started is None:
-                self._triton_started = process.create_time()
-        except psutil.Error:
+    def _note_python_env(self, command: str) -> None:
+        """A stub's command line names its model (in the launch's work folder, made just
+        before the launch) and its shared-memory region (made just before the stub): the
+        backend's python_env_* folder was made between the two."""
+        argv = command.split(" ")
+        if STUB not in argv[0] or len(argv) < 3 or "/models/" not in argv[1]:
             return
+        try:
+            start = os.stat(argv[1].split("/models/")[0] + "/models").st_ctime
+            end = os.stat(f"/dev/shm/{argv[2]}").st_ctime
+        except OSError:
+            return
+        self.owned_paths |= python_envs_made_between(start, end)
 
     def stop(self) -> None:
         self._done.set()
