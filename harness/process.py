@@ -77,14 +77,14 @@ def _pdeathsig_hook() -> Callable[[], None] | None:
 class _Watchdog:
     """The :mod:`harness.watchdog` process of one server, and the pipe that dismisses it."""
 
-    def __init__(self, pgid: int | None, leftovers: Sequence[str | Path]) -> None:
+    def __init__(self, pgid: int | None, leftovers: Sequence[str | Path], term: bool) -> None:
         stop_r, self._stop_w = os.pipe()
         harness_fd = os.pidfd_open(os.getpid())
         group = "-" if pgid is None else str(pgid)
         argv = [sys.executable, "-I", "-S", str(_WATCHDOG), group, str(stop_r)]
         try:
             self._popen = subprocess.Popen(
-                [*argv, str(harness_fd), *map(str, leftovers)],
+                [*argv, str(harness_fd), str(int(term)), *map(str, leftovers)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -135,6 +135,7 @@ class ServerProcess:
         )
         os.close(fd)
         self.log_path = Path(log_name)
+        hook = _pdeathsig_hook()
         with self.log_path.open("wb") as log, tempfile.TemporaryFile(dir=work_dir()) as stdin:
             stdin.write(config)
             stdin.seek(0)
@@ -147,7 +148,7 @@ class ServerProcess:
                     env=env,
                     cwd=cwd,
                     start_new_session=True,
-                    preexec_fn=_pdeathsig_hook(),
+                    preexec_fn=hook,
                 )
             except OSError as exc:
                 self.log_path.unlink(missing_ok=True)
@@ -155,7 +156,7 @@ class ServerProcess:
                     f"{name}: cannot start {argv[0]}: {_why(argv[0], exc)}"
                 ) from None
         try:
-            self._watchdog = _Watchdog(self._popen.pid, leftovers)
+            self._watchdog = _Watchdog(self._popen.pid, leftovers, term=hook is None)
         except OSError as exc:  # no watchdog, no server: a crash could leave it running
             self._signal_group(signal.SIGKILL)
             self._popen.wait()
@@ -306,7 +307,7 @@ def work_dir() -> Path:
     with _work_lock:
         if _work is None:
             prefix = f"pipebench-run-{os.getpid()}-"
-            watchdog = _Watchdog(None, [Path(tempfile.gettempdir()) / f"{prefix}*"])
+            watchdog = _Watchdog(None, [Path(tempfile.gettempdir()) / f"{prefix}*"], term=False)
             _work = (Path(tempfile.mkdtemp(prefix=prefix)), watchdog)
         return _work[0]
 

@@ -26,8 +26,8 @@ from harness.scenario import Scenario
 
 SHM_DIR = Path("/dev/shm")
 #: The Python backend makes ``/tmp/python_env_XXXXXX`` (a fixed path: TMPDIR is ignored) as
-#: it loads, before the first stub starts, and removes it only if the server shuts down
-#: gracefully once its models are loaded.
+#: it loads, before the first stub starts, and removes it only on a graceful shutdown after
+#: its models loaded (not when stopped while loading, nor always when its parent dies).
 PYTHON_ENVS = "/tmp/python_env_*"
 
 
@@ -112,13 +112,19 @@ class TritonServer:
         return self._launched, min(made, default=time.time())
 
     def _remove_python_env(self, window: tuple[float, float]) -> None:
-        """Stopped while loading, the server leaves its (empty) folder: remove the empty
-        ones made in its window (``rmdir`` never removes a folder that holds anything)."""
+        """Remove the empty python_env_* folders made in this server's window (``rmdir``
+        never removes a folder that holds anything, e.g. another server's environment)."""
         start, end = window
         for folder in glob.glob(PYTHON_ENVS):
             with contextlib.suppress(OSError):
                 if start - 0.1 <= os.stat(folder).st_ctime <= end + 0.1:
                     os.rmdir(folder)
+
+    def loaded(self) -> None:
+        """The model is loaded: the backend's python_env_* folder (used only for execution
+        environments, which this model has none of) is removed now, so that no way of
+        ending the run leaves it; at shutdown the server only logs that it was gone."""
+        self._remove_python_env(self._python_env_window())
 
     def stop(self) -> None:
         window = self._python_env_window()

@@ -73,6 +73,7 @@ class TritonSystem(System):
             )
         finally:
             probe.close()
+        server.loaded()
 
     def client(self) -> TritonClient | LeanHttpClient:
         return self.client_factory()()
