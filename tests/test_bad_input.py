@@ -166,7 +166,7 @@ SCENARIO_CASES: dict[str, tuple[str | bytes, str]] = {
     ),
     "unknown_workload_option": (
         mutated(workload__size=3),
-        "workload.size: unknown key (valid: payload, type)",
+        "workload.size: unknown key (valid: payload, type, delay_ms, payload_bytes)",
     ),
     "workload_option_wrong_type": (
         mutated(workload__payload=[1, 2]),
