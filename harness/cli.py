@@ -1,6 +1,7 @@
 """``bench``: the command line. Thin typer commands over the harness's plain functions.
 
-Exit codes: 0 all systems measured, 1 a system failed, 2 bad input, 130 interrupted.
+Exit codes: 0 all systems measured, 1 a system failed, 2 bad input, 3 results not saved in
+the results folder (saved elsewhere, or lost; every system still ran), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from harness import compare as comparison
 from harness import runner
 from harness.errors import BenchError, InputError
-from harness.process import stop_all
-from harness.results import PointRecord, prepare_dir
+from harness.process import shutdown
+from harness.results import PointRecord
 from harness.scenario import Load, Scenario, SystemSpec, load_scenario, override
 from harness.search import summary as search_summary
+from harness.storage import ResultStore, prepare_dir
 from harness.table import cell, markdown_table
 
 if TYPE_CHECKING:
     from harness.export import SampleWriter
 
+EXIT_NOT_SAVED = 3
 EXIT_INTERRUPTED = 130
 QUICK = runner.RunOptions(warmup_s=0.2, duration_s=0.6, repeats=1, max_repeats=1)
 
@@ -141,14 +144,23 @@ def _check_unique_names(loaded: list[tuple[Path, Scenario]]) -> None:
         first[scenario.name] = path
 
 
-def _sample_writer(result_path: Path) -> SampleWriter:
-    from harness.export import SampleWriter, samples_path  # pandas: only when asked
+def _sample_writer(store: ResultStore) -> SampleWriter:
+    from harness.export import SampleWriter  # pandas: only when asked
 
-    return SampleWriter(samples_path(result_path))
+    return SampleWriter(lambda: store.path)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM. Not a KeyboardInterrupt, which typer turns into its own silent
+    exit before :func:`main` can stop the servers and say so; a BaseException, so that
+    ``except Exception`` (a failing system) never swallows it. ``saved``: the result file
+    of the scenario it interrupted, once the run knows it."""
+
+    saved: Path | None = None
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise Interrupted
 
 
 @app.command()
@@ -161,9 +173,7 @@ def run(
     systems: Annotated[
         str | None, typer.Option(help="Comma-separated systems (names or labels) to run.")
     ] = None,
-    results_dir: Annotated[Path, typer.Option(help="Where result JSON files go.")] = Path(
-        "results"
-    ),
+    results_dir: Annotated[str, typer.Option(help="Where result JSON files go.")] = "results",
     report_dir: Annotated[
         Path | None,
         typer.Option("--report", help="Then render the results folder's report into this folder."),
@@ -199,16 +209,18 @@ def run(
     ] = None,
 ) -> None:
     """Start every system of each scenario, drive it, print the tables, save the results."""
+    if not results_dir.strip():
+        raise InputError("--results-dir: empty (give a folder, e.g. --results-dir results)")
+    folder = Path(results_dir)
     files = _scenario_files(scenarios)
     changes = _overrides(clients, rates, set_ or [])
     loaded = [
         (f, _select_systems(f, _overridden(f, load_scenario(f), changes), systems)) for f in files
     ]
     _check_unique_names(loaded)
-    prepare_dir(results_dir)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    prepare_dir(folder)
     options = QUICK if quick else runner.RunOptions()
-    failed = False
+    failed = not_saved = False
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     with contextlib.ExitStack() as stack:
         run_one = runner.run_scenario
@@ -217,23 +229,31 @@ def run(
 
             run_one = stack.enter_context(cluster_runner(cluster, resources))
         for path, scenario in loaded:
-            result_path = results_dir / f"{scenario.name}-{stamp}.json"
-            samples = _sample_writer(result_path) if save_samples else None
+            store = ResultStore(folder, f"{scenario.name}-{stamp}")
+            samples = _sample_writer(store) if save_samples else None
             columns = [spec.column for spec in scenario.systems]
             with Progress(
                 TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err
             ) as bar:
                 bar.console.print(f"[bold]{scenario.name}[/bold] ({path})")
-                progress = RichProgress(bar, samples)
-                result = run_one(scenario, path, result_path, options, progress)
+                try:
+                    result = run_one(scenario, path, store, options, RichProgress(bar, samples))
+                except Interrupted as stop:
+                    stop.saved = store.path
+                    raise
             failed |= any(record.failure for record in result.records)
+            not_saved |= store.problem is not None
             print(markdown_table(scenario.name, result.records, columns))
             for line in search_summary(result.records):
                 print(f"\n{line}")
-            print(f"\nresults: {result_path}" + (f"\nsamples: {samples.path}" if samples else ""))
+            print(f"\n{store.outcome()}" + (f"\nsamples: {samples.path}" if samples else ""))
             print()
-    if report_dir:
-        _render([results_dir], report_dir)
+            if store.problem is not None:
+                print(f"error: {store.outcome()}", file=sys.stderr)
+    if report_dir and not not_saved:
+        _render([folder], report_dir)
+    if not_saved:
+        raise typer.Exit(EXIT_NOT_SAVED)
     if failed:
         raise typer.Exit(1)
 
@@ -350,14 +370,19 @@ def env() -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         app()
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        stop_all()
-        print("interrupted: servers stopped, partial results saved", file=sys.stderr)
+    except Interrupted as stop:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        shutdown()
+        saved = f"partial results saved: {stop.saved}" if stop.saved else "no results saved"
+        print(f"interrupted: servers stopped, {saved}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
 
 

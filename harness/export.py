@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +138,16 @@ class SampleWriter:
     Each point is one gzip member appended to the file: ``pandas.read_csv`` reads it whole.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, result_path: Callable[[], Path | None]) -> None:
+        #: The result file's path, known once the run has claimed its name.
+        self._result_path = result_path
         self._header = True
+
+    @property
+    def path(self) -> Path | None:
+        """Beside the result file (``x-<time>.json`` -> ``x-<time>.samples.csv.gz``)."""
+        found = self._result_path()
+        return samples_path(found) if found is not None else None
 
     def write(self, spec: SystemSpec, load: Load, point: float, runs: Sequence[Run]) -> None:
         if not runs:
@@ -167,6 +174,9 @@ class SampleWriter:
                     }
                 )
             )
-        with gzip.open(self.path, "at", encoding="utf-8", newline="") as handle:
+        path = self.path
+        if path is None:  # the result file could not be written: nor can its samples
+            return
+        with gzip.open(path, "at", encoding="utf-8", newline="") as handle:
             pd.concat(frames).to_csv(handle, index=False, header=self._header, float_format="%.9g")
         self._header = False

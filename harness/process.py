@@ -2,8 +2,14 @@
 
 Every server the harness launches (Thrift, tritonserver) is a :class:`ServerProcess`:
 it runs in its own process group (so its children, e.g. Triton's Python stubs, are
-signalled with it), it is killed by the kernel if the harness dies (``PR_SET_PDEATHSIG``),
-and its output goes to a log file whose tail explains a failure.
+signalled with it), the kernel sends it SIGTERM if the harness dies (``PR_SET_PDEATHSIG``),
+its configuration arrives on stdin (argv is limited to 128 KiB per argument), and its
+output goes to a log file whose last lines explain a failure; during a run
+(:func:`keep_failed_logs`) a failed server's log is also kept next to the result file.
+
+Everything the servers and the harness write to disk (logs, Triton's work folders, their
+temp files) lives in one temp folder per harness process, :func:`work_dir`, removed at
+exit, on Ctrl-C and, by a watchdog, if the harness is killed.
 
 ``PR_SET_PDEATHSIG`` alone is not enough: it does not reach the server's own children
 (tritonserver's stubs outlive it and keep their ``/dev/shm`` regions), and it fires when
@@ -17,14 +23,17 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import errno
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from harness.errors import SystemFailure
@@ -34,17 +43,23 @@ _PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 _WATCHDOG = Path(__file__).with_name("watchdog.py")
 _live: set[ServerProcess] = set()
+#: Rows of an ASCII table (tritonserver prints its whole option table when it fails).
+_TABLE_ROW = re.compile(r"^[+|]")
+#: A line that states an error: glog's ``E1201 ...``, ``error: ...``, ``SomeError: ...``.
+_ERROR_LINE = re.compile(r"^(E\d{4} |error\b|Error\b|ERROR\b|\w+Error: )")
 
 
 def _die_with(parent: int) -> Callable[[], None]:
-    """A pre-exec hook for the child: SIGKILL it when ``parent`` goes away.
+    """A pre-exec hook for the child: SIGTERM it when ``parent`` goes away.
 
     Checking the parent after ``prctl`` closes the race where the harness died between
     fork and ``prctl``: the signal would never come.
     """
 
     def hook() -> None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # SIGTERM, not SIGKILL: a server that shuts down gracefully cleans up after itself
+        # (Triton's python_env_* folders); the watchdog SIGKILLs it if it does not.
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -62,13 +77,14 @@ def _pdeathsig_hook() -> Callable[[], None] | None:
 class _Watchdog:
     """The :mod:`harness.watchdog` process of one server, and the pipe that dismisses it."""
 
-    def __init__(self, pgid: int, leftovers: Sequence[str | Path]) -> None:
+    def __init__(self, pgid: int | None, leftovers: Sequence[str | Path], term: bool) -> None:
         stop_r, self._stop_w = os.pipe()
         harness_fd = os.pidfd_open(os.getpid())
-        argv = [sys.executable, "-I", "-S", str(_WATCHDOG), str(pgid), str(stop_r)]
+        group = "-" if pgid is None else str(pgid)
+        argv = [sys.executable, "-I", "-S", str(_WATCHDOG), group, str(stop_r)]
         try:
             self._popen = subprocess.Popen(
-                [*argv, str(harness_fd), *map(str, leftovers)],
+                [*argv, str(harness_fd), str(int(term)), *map(str, leftovers)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -94,9 +110,11 @@ class _Watchdog:
 class ServerProcess:
     """One launched server; ``name`` is used in every message about it.
 
-    ``leftovers`` are paths or globs (a work folder, ``/dev/shm/prefix*``) that the watchdog
-    removes if the harness dies without stopping the server; a normal :meth:`stop` leaves
-    them to the caller, which knows when they are no longer used.
+    ``config`` is given to the server on its stdin (an unnamed file, so it is never left
+    anywhere). ``leftovers`` are paths or globs (a work folder, ``/dev/shm/prefix*``) that
+    the watchdog removes if the harness dies without stopping the server; a normal
+    :meth:`stop` leaves them to the caller, which knows when they are no longer used.
+    ``grace`` is how long :meth:`stop` lets it shut down before SIGKILL.
     """
 
     def __init__(
@@ -106,28 +124,39 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         cwd: str | Path | None = None,
         leftovers: Sequence[str | Path] = (),
+        config: bytes = b"",
+        grace: float = 5.0,
     ) -> None:
         self.name = name
-        fd, log_name = tempfile.mkstemp(prefix=f"pipebench-{_slug(name)}-", suffix=".log")
+        self.grace = grace
+        self._failure_log: Path | None = None
+        fd, log_name = tempfile.mkstemp(
+            prefix=f"pipebench-{_slug(name)}-", suffix=".log", dir=work_dir()
+        )
         os.close(fd)
         self.log_path = Path(log_name)
-        with self.log_path.open("wb") as log:
+        hook = _pdeathsig_hook()
+        with self.log_path.open("wb") as log, tempfile.TemporaryFile(dir=work_dir()) as stdin:
+            stdin.write(config)
+            stdin.seek(0)
             try:
                 self._popen = subprocess.Popen(
                     list(argv),
-                    stdin=subprocess.DEVNULL,
+                    stdin=stdin,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
                     cwd=cwd,
                     start_new_session=True,
-                    preexec_fn=_pdeathsig_hook(),
+                    preexec_fn=hook,
                 )
             except OSError as exc:
                 self.log_path.unlink(missing_ok=True)
-                raise SystemFailure(f"{name}: cannot start {argv[0]}: {exc.strerror}") from None
+                raise SystemFailure(
+                    f"{name}: cannot start {argv[0]}: {_why(argv[0], exc)}"
+                ) from None
         try:
-            self._watchdog = _Watchdog(self._popen.pid, [self.log_path, *leftovers])
+            self._watchdog = _Watchdog(self._popen.pid, leftovers, term=hook is None)
         except OSError as exc:  # no watchdog, no server: a crash could leave it running
             self._signal_group(signal.SIGKILL)
             self._popen.wait()
@@ -149,11 +178,35 @@ class ServerProcess:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
+    def explain(self, lines: int = 15) -> str:
+        """The server's own account of a failure: its error lines and its last lines,
+        without the tables it prints (tritonserver's options and models), then where its
+        whole log is kept."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(its log is gone)"
+        kept = [line for line in text.strip().splitlines() if not _TABLE_ROW.match(line)]
+        tail = kept[-lines:]
+        errors = [line for line in kept[: -lines or None] if _ERROR_LINE.match(line)][-lines:]
+        excerpt = "\n".join([*errors, *(["..."] if errors else []), *tail])
+        kept_at = self._keep_log()
+        return f"last lines of its log:\n{excerpt}" + (f"\nwhole log: {kept_at}" if kept_at else "")
+
+    def _keep_log(self) -> Path | None:
+        """Copy the log next to the run's result file (once); where it went, if anywhere."""
+        if self._failure_log is None and _keep_beside is not None:
+            target = _keep_beside.with_name(f"{_keep_beside.stem}.{_slug(self.name)}.log")
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.log_path, target)
+                os.chmod(target, 0o644)
+                self._failure_log = target
+        return self._failure_log
+
     def check_alive(self) -> None:
         if not self.alive():
             raise SystemFailure(
-                f"{self.name}: server exited with code {self._popen.returncode}; "
-                f"last lines of its log:\n{self.log_tail()}"
+                f"{self.name}: server exited with code {self._popen.returncode}; {self.explain()}"
             )
 
     def wait_for(self, probe: Callable[[], bool], timeout: float, what: str) -> None:
@@ -163,25 +216,29 @@ class ServerProcess:
             if not self.alive():
                 raise SystemFailure(
                     f"{self.name}: exited with code {self._popen.returncode} before {what}; "
-                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                    f"{self.explain()}"
                 )
             if probe():
                 return
             if time.monotonic() > deadline:
                 raise SystemFailure(
-                    f"{self.name}: not {what} after {timeout:g} s; "
-                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                    f"{self.name}: not {what} after {timeout:g} s; {self.explain()}"
                 )
             time.sleep(0.05)
 
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the process group, SIGKILL it after ``grace`` seconds. Idempotent."""
+    def stop(self, grace: float | None = None) -> None:
+        """SIGTERM the server, SIGKILL its group after ``grace`` seconds. Idempotent.
+
+        Only the server gets SIGTERM: it shuts its own children down (tritonserver unloads
+        its models, stops its stubs and removes its ``python_env_*`` folder); stubs killed
+        under it abort that and leave the folder behind."""
         if self in _live:
             _live.discard(self)
-            self._signal_group(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._popen.pid, signal.SIGTERM)
             self._signal_group(signal.SIGCONT)  # a stopped (SIGSTOP) server acts on it now
             try:
-                self._popen.wait(grace)
+                self._popen.wait(self.grace if grace is None else grace)
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 self._popen.wait()
@@ -195,14 +252,76 @@ class ServerProcess:
             os.killpg(self._popen.pid, sig)
 
 
+def _why(program: str, exc: OSError) -> str:
+    """Why ``program`` could not be executed. ENOENT for a file that exists means its
+    ``#!`` line names an interpreter that does not exist; say so rather than "No such file"."""
+    path = Path(program)
+    if exc.errno == errno.ENOENT and path.is_file():
+        try:
+            first = path.read_bytes()[:200].split(b"\n", 1)[0].decode(errors="replace")
+        except OSError:
+            first = ""
+        if first.startswith("#!"):
+            return f"its interpreter line {first!r} names a program that does not exist"
+    if exc.errno == errno.ENOEXEC:
+        return "not an executable for this machine (no #! line, wrong architecture?)"
+    return exc.strerror or str(exc)
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name)
 
 
 def stop_all() -> None:
-    """Stop every server still running; called at exit and on interruption."""
+    """Stop every server still running."""
     for process in list(_live):
-        process.stop(grace=2.0)
+        process.stop()
 
 
-atexit.register(stop_all)
+_keep_beside: Path | None = None
+
+
+@contextlib.contextmanager
+def keep_failed_logs(result_path: Path | None) -> Iterator[None]:
+    """While active, a failed server's log is copied to ``RESULT-STEM.SERVER.log`` beside
+    ``result_path`` (the work folder that holds it is removed at exit)."""
+    global _keep_beside
+    previous, _keep_beside = _keep_beside, result_path
+    try:
+        yield
+    finally:
+        _keep_beside = previous
+
+
+_work: tuple[Path, _Watchdog] | None = None
+_work_lock = threading.Lock()
+
+
+def work_dir() -> Path:
+    """This process's temp folder for servers' logs, work folders and temp files.
+
+    Its watchdog starts *before* the folder is created and removes whatever matches its
+    name pattern, so no moment exists at which killing the harness leaves it behind.
+    """
+    global _work
+    with _work_lock:
+        if _work is None:
+            prefix = f"pipebench-run-{os.getpid()}-"
+            watchdog = _Watchdog(None, [Path(tempfile.gettempdir()) / f"{prefix}*"], term=False)
+            _work = (Path(tempfile.mkdtemp(prefix=prefix)), watchdog)
+        return _work[0]
+
+
+def shutdown() -> None:
+    """Stop every server and remove the work folder; at exit and on interruption."""
+    global _work
+    stop_all()
+    with _work_lock:
+        if _work is not None:
+            folder, watchdog = _work
+            shutil.rmtree(folder, ignore_errors=True)
+            watchdog.dismiss()
+            _work = None
+
+
+atexit.register(shutdown)

@@ -1,4 +1,5 @@
-"""The result file: one JSON document per scenario run, and the models that define it.
+"""The result file: one JSON document per scenario run, and the models that define it
+(written by :mod:`harness.storage`).
 
 Every writer and every reader (report, seed page, compare, export) goes through these
 pydantic models, so a field exists because it is declared here, not because some writer
@@ -20,7 +21,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -325,32 +325,6 @@ def environment() -> dict[str, Any]:
         "git": _git_sha(),
         "gpus": _gpus(),
     }
-
-
-def prepare_dir(directory: Path) -> Path:
-    """Create ``directory`` if needed and prove it writable before any run starts."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"{directory}: results folder not writable: {exc.strerror or exc}"
-        ) from None
-    return directory
-
-
-def write_atomic(path: Path, document: dict[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1, allow_nan=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- reading ---------------------------------------------------------------------------------

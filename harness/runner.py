@@ -19,7 +19,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,13 @@ from engines.workloads import Workload, create_workload
 from harness.errors import BenchError, InputError
 from harness.loadgen import drive
 from harness.measurement import Run, Timing
-from harness.results import PointRecord, RunResult, environment, now_iso, write_atomic
+from harness.process import keep_failed_logs
+from harness.results import PointRecord, RunResult, environment, now_iso
 from harness.rounds import Contender, PointPlan, measure_rounds, point_records, unmeasured
 from harness.scenario import Load, Scenario, SystemSpec
 from harness.search import find_goodput, summary
 from harness.stats import cpu_noise_floor
+from harness.storage import ResultStore
 from harness.system import System, create_system
 from harness.turn import _hosts, client_processes, senders_of
 
@@ -161,11 +163,15 @@ def _start_all(
 def run_scenario(
     scenario: Scenario,
     scenario_file: Path,
-    result_path: Path,
+    store: ResultStore,
     options: RunOptions = RunOptions(),
     progress: Progress | None = None,
 ) -> RunResult:
-    """Run every system of ``scenario``; the result file is rewritten after each point."""
+    """Run every system of ``scenario``; the result file is rewritten after each point.
+
+    A results folder that fails mid-run stops nothing: the records stay in ``result`` and
+    ``store.finish`` saves them elsewhere at the end. A failing server's log is kept next
+    to the result file."""
     progress = progress or Progress()
     load = options.apply(scenario.load)
     if load.seed is None:
@@ -185,27 +191,34 @@ def run_scenario(
         environment=env,
         started_at=now_iso(),
     )
+
+    def save() -> None:
+        if problem := store.save(result.to_json()):
+            progress.message(f"cannot save results: {problem}; kept in memory, running on")
+
+    save()  # claims the file name, so failing servers' logs can be kept beside it
     contenders: list[Contender] = []
     try:
-        contenders, _ = _start_all(scenario, progress, load)
-        ceilings = Ceilings(scenario, progress)
-        if load.search is not None:
-            _search(scenario, contenders, ceilings, progress, load, result, result_path)
-        else:
-            budget = load.budget_s / len(load.points) if load.budget_s else None
-            for index, point in enumerate(load.points):
-                result.records.extend(
-                    _measure_point(
-                        scenario, contenders, ceilings, progress, load, point, index, budget
+        with keep_failed_logs(store.path):
+            contenders, _ = _start_all(scenario, progress, load)
+            ceilings = Ceilings(scenario, progress)
+            if load.search is not None:
+                _search(scenario, contenders, ceilings, progress, load, result, save)
+            else:
+                budget = load.budget_s / len(load.points) if load.budget_s else None
+                for index, point in enumerate(load.points):
+                    result.records.extend(
+                        _measure_point(
+                            scenario, contenders, ceilings, progress, load, point, index, budget
+                        )
                     )
-                )
-                write_atomic(result_path, result.to_json())
+                    save()
         result.complete = True
     finally:
         for contender in contenders:
             contender.stop()
         result.finished_at = now_iso()
-        write_atomic(result_path, result.to_json())
+        store.finish(result.to_json())
     return result
 
 
@@ -216,7 +229,7 @@ def _search(
     progress: Progress,
     load: Load,
     result: RunResult,
-    result_path: Path,
+    save: Callable[[], None],
 ) -> None:
     """Each system's own SLO search (its probes are its own rates, so not paired)."""
     assert load.search is not None
@@ -234,7 +247,7 @@ def _search(
                 scenario, [contender], ceilings, progress, load, rate, index, budget
             )
             result.records.append(record)
-            write_atomic(result_path, result.to_json())
+            save()
             return record
 
         find_goodput(measure, load)

@@ -7,9 +7,10 @@ Every mistake is reported as ``FILE: field.path: reason`` through :class:`InputE
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -17,16 +18,20 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from engines.workloads import UnknownWorkloadError, workload_class
 from harness.errors import InputError
+from harness.limits import thread_budget
 
 #: Strict: YAML's ``yes``/``on`` are booleans, and a boolean is not a count.
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+#: Triton's ``max_batch_size`` is an int32.
+INT32_MAX = 2**31 - 1
 #: Scenario names become result file names: no folders, no spaces, no dot files.
 _FILE_NAME_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -58,11 +63,47 @@ def _printable(part: object) -> str:
     return text if text.isprintable() else repr(text)
 
 
-def _describe(exc: ValidationError, prefix: str = "") -> str:
-    """``field.path: reason`` for the first error, and how many more there are."""
-    first = exc.errors()[0]
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, inside ``list[...]``, ``... | None`` or ``Annotated``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
+
+
+def _keys_at(model: type[BaseModel], location: tuple[int | str, ...]) -> list[str]:
+    """The keys that the mapping at ``location`` (list indices skipped) accepts."""
+    node: type[BaseModel] | None = model
+    for part in location:
+        if isinstance(part, str) and node is not None:
+            field = node.model_fields.get(part)
+            node = _model_in(field.annotation) if field else None
+    return list(node.model_fields) if node is not None else []
+
+
+def _unknown_key(model: type[BaseModel], location: tuple[int | str, ...]) -> str:
+    """``unknown key (did you mean systems?)``: the valid key nearest the misspelt one."""
+    valid = _keys_at(model, location[:-1])
+    close = difflib.get_close_matches(str(location[-1]), valid, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]}?)"
+    return f"unknown key (valid: {', '.join(valid)})" if valid else "unknown key"
+
+
+def _describe(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """``field.path: reason`` for the first error, and how many more there are.
+
+    An unknown key comes first: a misspelt ``sytems`` also makes ``systems`` missing, and
+    the misspelling is the mistake to report."""
+    errors = exc.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     location = ".".join(_printable(part) for part in first["loc"])
-    reason = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        reason = _unknown_key(model, first["loc"])
+    else:
+        reason = first["msg"].removeprefix("Value error, ")
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     where = f"{prefix}{location}".rstrip(".") or "(top level)"
     return f"{where}: {reason}{more}"
@@ -103,7 +144,7 @@ class Serving(Frozen):
 
     instances: PositiveInt = 1
     batching_timeout_ms: Annotated[float, Field(ge=0)] = 0.0
-    max_batch: PositiveInt = 1
+    max_batch: Annotated[int, Field(gt=0, le=INT32_MAX, strict=True)] = 1
     as_deployed: bool = False
 
     @model_validator(mode="before")
@@ -250,6 +291,20 @@ class Load(Frozen):
     def _ranges(cls, value: Any) -> Any:
         return _sweep(value)
 
+    @field_validator("clients", "max_outstanding")
+    @classmethod
+    def _threads_available(cls, value: Any, info: ValidationInfo) -> Any:
+        """Each client (and each open-loop sender) is a thread: ask for no more than the
+        machine can start, rather than fail with "can't start new thread" minutes in."""
+        budget, why = thread_budget()
+        for count in value if isinstance(value, list) else [value]:
+            if count is not None and count > budget:
+                raise ValueError(
+                    f"{info.field_name} {count} needs {count} threads; "
+                    f"this machine allows at most {budget} ({why})"
+                )
+        return value
+
     @model_validator(mode="after")
     def _one_sweep(self) -> Load:
         given = [self.clients is not None, self.rates is not None, self.search is not None]
@@ -385,7 +440,7 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{path}: {_describe(exc)}") from None
+        raise InputError(f"{path}: {_describe(exc, Scenario)}") from None
     except RecursionError:
         raise InputError(f"{path}: (top level): nested too deeply") from None
     _check_plugin_options(path, scenario)
@@ -408,10 +463,13 @@ def _check_plugin_options(path: Path, scenario: Scenario) -> None:
             merged = {**scenario.workload.options, **spec.workload}
             blocks.append((f"systems.{index}.workload.", params, merged))
     for prefix, model, options in blocks:
+        empty = [key for key, value in options.items() if value == ""]
+        if empty:  # an empty payload, binary, runtime... only fails later, in a server
+            raise InputError(f"{path}: {prefix}{empty[0]}: must not be empty")
         try:
             model.model_validate(options)
         except ValidationError as exc:
-            raise InputError(f"{path}: {_describe(exc, prefix)}") from None
+            raise InputError(f"{path}: {_describe(exc, model, prefix)}") from None
     if scenario.serving.as_deployed:
         local = [s.column for s in scenario.systems if not system_class(s.name)(s, scenario).remote]
         if local:
@@ -443,6 +501,8 @@ def override(path: Path, scenario: Scenario, changes: dict[str, Any]) -> Scenari
     try:
         changed = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{path}: {_describe(exc)} (after the command line's overrides)") from None
+        raise InputError(
+            f"{path}: {_describe(exc, Scenario)} (after the command line's overrides)"
+        ) from None
     _check_plugin_options(path, changed)
     return changed

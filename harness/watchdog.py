@@ -11,11 +11,17 @@ it). It blocks until either
 * the stop pipe reaches end-of-file, or the harness's pidfd becomes readable: the harness
   is gone (the pidfd also catches a forked child that still holds the pipe open).
 
-In the second case it SIGKILLs the server's whole process group, waits for it to empty and
-removes the leftovers it was given (log file, work folder, shared-memory globs).
+In the second case it first lets the server stop by itself (the kernel sent it SIGTERM as
+its parent died; tritonserver removes its Python backend's ``/tmp/python_env_*`` folder
+only on a graceful shutdown), SIGKILLs the whole group after
+``GRACE_S``, waits for it to empty, and removes the leftovers it was given (work folder,
+shared-memory globs). ``PGID`` ``-`` guards no server, only leftovers: the harness's own
+temp folder, removed once no server or watchdog that works in it is left.
 
-Run as ``python -I -S watchdog.py PGID STOP_FD HARNESS_PIDFD [LEFTOVER_GLOB ...]``; it uses
-the standard library only, so it starts in a few milliseconds.
+Run as ``python -I -S watchdog.py PGID STOP_FD HARNESS_PIDFD TERM [LEFTOVER_GLOB ...]``;
+``TERM`` is 1 if the watchdog must send SIGTERM itself (a server started from a thread other
+than the main one has no ``PR_SET_PDEATHSIG``: tritonserver cuts its graceful shutdown short
+on a second SIGTERM). It uses the standard library only, so it starts in a few milliseconds.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import sys
 import time
 
 GROUP_EXIT_TIMEOUT_S = 5.0
+GRACE_S = 12.0
 
 
 def harness_gone(stop_fd: int, harness_fd: int) -> bool:
@@ -41,6 +48,29 @@ def harness_gone(stop_fd: int, harness_fd: int) -> bool:
     if harness_fd in ready:
         return True
     return os.read(stop_fd, 1) == b""
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaps yet (its parent, the harness, is dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def stop_gracefully(leader: int, term: bool) -> None:
+    """SIGTERM the group's leader if the kernel did not, SIGCONT it (a stopped one acts on
+    the signal only then) and give it ``GRACE_S`` to shut down by itself."""
+    try:
+        if term:
+            os.kill(leader, signal.SIGTERM)
+        os.kill(leader, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + GRACE_S
+    while not exited(leader) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def kill_group(pgid: int) -> None:
@@ -55,20 +85,53 @@ def kill_group(pgid: int) -> None:
 
 
 def remove(patterns: list[str]) -> None:
+    """Remove what the patterns match; a folder that a dying process still wrote into while
+    it was being removed is removed again (bounded)."""
     for pattern in patterns:
         for path in glob.glob(pattern):
             if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
+                deadline = time.monotonic() + GROUP_EXIT_TIMEOUT_S
+                while os.path.lexists(path) and time.monotonic() < deadline:
+                    shutil.rmtree(path, ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
 
 
+def wait_for_users(patterns: list[str]) -> None:
+    """Wait (bounded) until no other process names a matched path in its command line: the
+    servers working in the harness's temp folder and their watchdogs, which are still
+    stopping them gracefully (removing a server's files under it spoils its shutdown)."""
+    paths = [path.encode() for pattern in patterns for path in glob.glob(pattern)]
+    deadline = time.monotonic() + GRACE_S + GROUP_EXIT_TIMEOUT_S
+    while paths and time.monotonic() < deadline:
+        if not any(_names(pid, paths) for pid in os.listdir("/proc") if pid.isdigit()):
+            return
+        time.sleep(0.05)
+
+
+def _names(pid: str, paths: list[bytes]) -> bool:
+    if int(pid) == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            command = cmdline.read()
+    except OSError:
+        return False
+    return any(path in command for path in paths)
+
+
 def main(argv: list[str]) -> None:
-    pgid, stop_fd, harness_fd = (int(arg) for arg in argv[:3])
+    pgid = None if argv[0] == "-" else int(argv[0])
+    stop_fd, harness_fd, term = int(argv[1]), int(argv[2]), argv[3] == "1"
+    leftovers = argv[4:]
     if harness_gone(stop_fd, harness_fd):
-        kill_group(pgid)
-        remove(argv[3:])
+        if pgid is None:
+            wait_for_users(leftovers)
+        else:
+            stop_gracefully(pgid, term)
+            kill_group(pgid)
+        remove(leftovers)
 
 
 if __name__ == "__main__":

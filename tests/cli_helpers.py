@@ -104,24 +104,48 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
+def python_envs_made_between(start: float, end: float) -> set[str]:
+    """Triton's Python backend folders (``/tmp/python_env_*``, a fixed path, empty) made in
+    that time span: the backend makes one as it loads, before its first stub starts."""
+    found = set()
+    for path in glob.glob("/tmp/python_env_*"):
+        try:
+            made = os.stat(path).st_ctime
+        except OSError:
+            continue
+        if start - 0.1 <= made <= end + 0.1:
+            found.add(path)
+    return found
+
+
 class RunWatcher:
-    """Samples a process tree every few ms and remembers everything it ever contained."""
+    """Samples a process tree every few ms and remembers everything it ever contained,
+    including the run's own temp folder (``pipebench-run-PID-*``) and the Python backend
+    folders of the tritonservers it started."""
 
     def __init__(self, pid: int) -> None:
         self.root = pid
         self.processes: dict[tuple[int, float], psutil.Process] = {}
         self.commands: dict[int, str] = {}
-        self.owned_paths: set[str] = set()
+        self.owned_paths: set[str] = {f"/tmp/pipebench-run-{pid}-*"}
+        self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
-        while not self._done.is_set():
+        while not self._done.is_set() and self.sample():
+            time.sleep(0.02)
+
+    def sample(self) -> bool:
+        """Record the tree as it is now (call it before killing what the test waited for:
+        on a busy machine the sampling thread may not have run since it appeared); whether
+        the root still runs."""
+        with self._lock:
             try:
                 tree = psutil.Process(self.root).children(recursive=True)
             except psutil.NoSuchProcess:
-                return
+                return False
             for process in tree:
                 try:
                     key = (process.pid, process.create_time())
@@ -133,7 +157,8 @@ class RunWatcher:
                 if command and command != self.commands.get(process.pid):
                     self.commands[process.pid] = command
                     self._note(process.pid, command)
-            time.sleep(0.02)
+                    self._note_python_env(command)
+            return True
 
     def _note(self, pid: int, command: str) -> None:
         for pattern in (_SHM_PREFIX, _MODEL_REPOSITORY):
@@ -147,6 +172,20 @@ class RunWatcher:
             return
         if os.path.basename(log).startswith("pipebench-"):
             self.owned_paths.add(log)
+
+    def _note_python_env(self, command: str) -> None:
+        """A stub's command line names its model (in the launch's work folder, made just
+        before the launch) and its shared-memory region (made just before the stub): the
+        backend's python_env_* folder was made between the two."""
+        argv = command.split(" ")
+        if STUB not in argv[0] or len(argv) < 3 or "/models/" not in argv[1]:
+            return
+        try:
+            start = os.stat(argv[1].split("/models/")[0] + "/models").st_ctime
+            end = os.stat(f"/dev/shm/{argv[2]}").st_ctime
+        except OSError:
+            return
+        self.owned_paths |= python_envs_made_between(start, end)
 
     def stop(self) -> None:
         self._done.set()

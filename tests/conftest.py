@@ -1,10 +1,16 @@
-"""Shared fixtures: scenarios written to tmp files, and leak checks on real processes."""
+"""Shared fixtures: scenarios written to tmp files, and leak checks on real processes.
+
+``pytest --burn N`` runs the whole session beside N processes that burn a CPU each: the
+tests must hold on a busy machine (a laptop, a shared CI runner), so every timing-dependent
+test waits on the run's own events, never on a fixed sleep.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,29 @@ SERVER_MARKERS = (
     "engines.thrift.server",
     "harness/watchdog.py",
 )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--burn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the tests beside N CPU-burning processes (a busy machine)",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _burners(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The ``--burn`` processes: started before the first test, killed after the last."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(request.config.getoption("--burn"))
+    ]
+    yield
+    for burner in burners:
+        burner.kill()
+        burner.wait()
 
 
 def hello_scenario(**overrides: Any) -> dict[str, Any]:
@@ -60,12 +89,20 @@ def make_scenario(write_scenario):
     return make
 
 
+#: The watchdog of this process's own work folder (harness.process.work_dir): it guards
+#: no server and lives as long as the test session.
+_WORK_DIR_GUARD = "harness/watchdog.py - "
+
+
 def server_processes() -> list[psutil.Process]:
-    """Server processes descended from this test process (ours only, never others')."""
+    """Server processes descended from this test process (ours only, never others') that
+    still run: a zombie has exited, it only waits for its parent to reap it."""
     found = []
     for child in psutil.Process(os.getpid()).children(recursive=True):
         try:
             cmdline = " ".join(child.cmdline())
+            if child.status() == psutil.STATUS_ZOMBIE or _WORK_DIR_GUARD in cmdline:
+                continue
         except psutil.Error:
             continue
         if any(marker in cmdline for marker in SERVER_MARKERS):

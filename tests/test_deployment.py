@@ -18,6 +18,7 @@ from harness.deployment import check_serving
 from harness.errors import InputError
 from harness.runner import run_scenario
 from harness.scenario import Scenario, load_scenario
+from harness.storage import ResultStore
 from harness.table import cell
 from tests.cli_helpers import bench, start_bench
 from tests.conftest import hello_scenario
@@ -67,7 +68,7 @@ def test_serve_triton_then_measure_it_remotely(write_scenario, tmp_path):
         assert where["model"] == "pipebench"
         options = {"url": where["http"], "model": "pipebench", "metrics_url": where["metrics"]}
         scenario = remote(write_scenario, tmp_path, {"name": "triton", "options": options})
-        result = run_scenario(scenario, path, tmp_path / "r.json")
+        result = run_scenario(scenario, path, ResultStore(tmp_path, "r"))
         (record,) = result.records
         assert record.failure is None and record.qps > 0
         assert record.cpu["server_pct"] is None  # unknown, not zero
@@ -83,11 +84,11 @@ def test_serve_triton_then_measure_it_remotely(write_scenario, tmp_path):
             serving={"max_batch": 4},
         )  # fmt: skip
         with pytest.raises(InputError, match=r"serving.max_batch: the scenario says 4 .* with 1"):
-            run_scenario(wrong, path, tmp_path / "w.json")
+            run_scenario(wrong, path, ResultStore(tmp_path, "w"))
 
         grpc = {"url": where["grpc"], "model": "pipebench"}
         scenario = remote(write_scenario, tmp_path, {"name": "triton", "options": grpc})
-        (record,) = run_scenario(scenario, path, tmp_path / "g.json").records
+        (record,) = run_scenario(scenario, path, ResultStore(tmp_path, "g")).records
         assert record.failure is None and record.qps > 0
         assert "no metrics at http://127.0.0.1:8002" in record.server_stats["metrics"]
 
@@ -98,7 +99,7 @@ def test_serve_pipe_thrift_and_take_its_serving_block_as_deployed(write_scenario
     with served(str(path), "pipe+thrift") as where:
         spec = {"name": "pipe+thrift", "options": {"address": where["address"]}}
         scenario = remote(write_scenario, tmp_path, spec, serving="as_deployed")
-        (record,) = run_scenario(scenario, path, tmp_path / "r.json").records
+        (record,) = run_scenario(scenario, path, ResultStore(tmp_path, "r")).records
         assert record.failure is None and record.qps > 0
         deployed = record.server_stats["serving"]
         assert (deployed["instances"], deployed["max_batch"]) == (2, 4)
@@ -175,7 +176,7 @@ nv_gpu_utilization{gpu_uuid="b"} 0.25
 
 def test_started_systems_report_server_queue_and_compute_times(make_scenario, tmp_path):
     scenario = make_scenario(load=LOAD, systems=["pipe", "pipe+thrift", "triton"])
-    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r"))
     for record in result.records:
         times = record.server_stats["server_times"]
         assert times["requests"] >= record.ok, record.label
@@ -188,7 +189,7 @@ def test_started_systems_report_server_queue_and_compute_times(make_scenario, tm
 def test_pipe_runs_the_users_own_backend(make_scenario, write_scenario, tmp_path):
     options = {"backend": "tests.engine_backends:Double"}  # not the workload's reply
     scenario = make_scenario(load=LOAD, systems=[{"name": "pipe", "options": options}])
-    (record,) = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json").records
+    (record,) = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r")).records
     assert record.failure is None and record.ok > 0 and record.errors == 0
     bad = hello_scenario(systems=[{"name": "pipe", "options": {"backend": "nowhere:Nothing"}}])
     with pytest.raises(InputError, match=r"systems\.0\.options\.backend: 'nowhere:Nothing' is not"):

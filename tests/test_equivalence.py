@@ -9,6 +9,7 @@ from engines.pipe.system import PipeSystem
 from harness import runner
 from harness.equivalence import mismatch
 from harness.scenario import load_scenario
+from harness.storage import ResultStore
 from harness.system import REGISTRY
 from tests.conftest import hello_scenario
 
@@ -39,7 +40,7 @@ def test_a_wrong_answer_stops_that_system_and_only_that_one(monkeypatch, write_s
     result = runner.run_scenario(
         scenario,
         path,
-        tmp_path / "result.json",
+        ResultStore(tmp_path, "result"),
         runner.RunOptions(warmup_s=0.05, duration_s=0.3, repeats=1, max_repeats=1),
     )
     wrong = [record for record in result.records if record.label == "wrong-echo"]

@@ -43,7 +43,7 @@ def test_a_killed_server_fails_its_points_and_keeps_the_other_systems(
     if server == TRITON:
         wait_for_child(run.pid, STUB)
     before = read_until(run, "client ceiling")  # printed as its first point begins
-    time.sleep(1.0)
+    watcher.sample()  # the stubs the kill orphans
     victim.kill()
     _, after = run.communicate(timeout=120)
     stderr = before + after
@@ -110,7 +110,6 @@ def test_a_stopped_server_ends_the_run_instead_of_hanging(write_scenario, tmp_pa
     watcher = RunWatcher(run.pid)
     server = wait_for_child(run.pid, THRIFT)
     read_until(run, "client ceiling")  # printed as its first point begins
-    time.sleep(0.5)
     server.suspend()
     started = time.monotonic()
     _, stderr = run.communicate(timeout=120)

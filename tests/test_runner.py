@@ -10,6 +10,7 @@ from harness.aggregate import judge
 from harness.results import PointRecord
 from harness.runner import run_scenario
 from harness.scenario import Load
+from harness.storage import ResultStore
 from harness.table import markdown_table
 from tests.cli_helpers import bench, only_result
 from tests.conftest import hello_scenario
@@ -64,7 +65,7 @@ def test_records_carry_every_field_with_consistent_numbers(make_scenario, tmp_pa
         serving={"instances": 1, "batching_timeout_ms": 2, "max_batch": 4},
         load={"clients": [1, 4], "repeats": 6, "max_repeats": 6, **QUICK_LOAD},
     )
-    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r"))
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["complete"] is True
     for record, stored in zip(result.records, saved["records"], strict=True):
@@ -110,7 +111,7 @@ def test_open_loop_scenario_keeps_its_rate(make_scenario, tmp_path):
         systems=["pipe"],
         load={"rates": [300], "arrival": "constant", "repeats": 1, "max_repeats": 1, **QUICK_LOAD},
     )
-    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r"))
     (record,) = result.records
     assert (record.clients, record.rate) == (None, 300)
     assert record.qps == pytest.approx(300, rel=0.1)
@@ -125,7 +126,7 @@ def test_client_processes_drive_rpc_systems_and_threads_drive_in_process_ones(
         systems=["pipe", "thrift"],
         load={"clients": [3], "client_processes": 2, "repeats": 1, "max_repeats": 1, **QUICK_LOAD},
     )
-    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r"))
     pipe, thrift = result.records
     assert (pipe.load_generator, pipe.client_processes) == ("threads", 1)
     assert (thrift.load_generator, thrift.client_processes) == ("processes", 2)
@@ -144,7 +145,7 @@ def test_triton_batch_histogram_and_perf_analyzer_interop(make_scenario, tmp_pat
         serving={"instances": 1, "batching_timeout_ms": 5, "max_batch": 4},
         load={"clients": [4], "repeats": 1, "max_repeats": 1, **QUICK_LOAD, "stability_pct": 50},
     )
-    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r"))
     ours, theirs = result.records
     for record in (ours, theirs):
         assert record.failure is None, record.failure

@@ -10,6 +10,7 @@ from harness.results import PointRecord
 from harness.runner import run_scenario
 from harness.scenario import Load, expand_range, load_scenario, override
 from harness.search import find_goodput, summary, within
+from harness.storage import ResultStore
 from tests.cli_helpers import bench
 from tests.conftest import hello_scenario
 
@@ -108,7 +109,7 @@ def test_search_on_pipe_thrift_finds_a_goodput_within_the_bound(write_scenario, 
         systems=[{"name": "pipe+thrift", "options": options}],
     )
     scenario = load_scenario(write_scenario(data))
-    result = run_scenario(scenario, tmp_path / "s.yaml", tmp_path / "r.json")
+    result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r"))
     roles = {r.server_stats["slo"]["role"]: r for r in result.records}
     goodput, check = roles["goodput"], roles["goodput +20 %"]
     assert goodput.latency_ms["p99"] <= 300 and goodput.qps > 0

@@ -1,7 +1,8 @@
 """The Thrift server process: hosts an engine (``pipe+thrift``: the pipe engine;
 ``torchpipe+thrift``: the real torchpipe core) or nothing (``thrift``).
 
-Run by :mod:`engines.thrift.system` as ``python -m engines.thrift.server CONFIG_JSON``.
+Run by :mod:`engines.thrift.system` as ``python -m engines.thrift.server``, its JSON
+configuration on stdin (a payload can exceed what one argv string may hold).
 It binds 127.0.0.1 on a free port chosen by the kernel and prints ``READY <port>`` once it
 listens, so the harness never races another process for a port.
 """
@@ -101,4 +102,4 @@ def serve(config: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    serve(json.loads(sys.argv[1]))
+    serve(json.load(sys.stdin))

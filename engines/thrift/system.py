@@ -82,8 +82,8 @@ class ThriftSystem(System):
             self._host, self._port = host, int(port)
             return
         config = {"mode": self.mode, "threads": self.max_clients + 2, **self.server_config()}
-        argv = [sys.executable, "-m", "engines.thrift.server", json.dumps(config)]
-        self._process = ServerProcess(self.spec.column, argv)
+        argv = [sys.executable, "-m", "engines.thrift.server"]
+        self._process = ServerProcess(self.spec.column, argv, config=json.dumps(config).encode())
 
     def ready(self, timeout: float) -> None:
         if self.remote:

@@ -42,6 +42,7 @@ import numpy as np
 from engines.triton.repository import pytriton_tree
 from harness.errors import SystemFailure
 from harness.measurement import OK, Probe, Run, Samples, Timing
+from harness.process import work_dir
 
 VERSION = "2.51.0"
 WHEEL = f"tritonclient=={VERSION}"
@@ -217,7 +218,7 @@ class PerfAnalyzer:
 
     def run(self, point: float, timing: Timing, probe: Callable[[], Probe] | None) -> Run:
         exe = binary()
-        with tempfile.TemporaryDirectory(prefix="pipebench-pa-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="pipebench-pa-", dir=work_dir()) as tmp:
             folder = Path(tmp)
             data = input_data(self.request, self.input_name)
             (folder / "input.json").write_text(json.dumps(data))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
 import socket
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -18,10 +21,14 @@ from engines.triton.repository import (
 )
 from engines.workloads import Workload
 from harness.errors import InputError
-from harness.process import ServerProcess
+from harness.process import ServerProcess, work_dir
 from harness.scenario import Scenario
 
 SHM_DIR = Path("/dev/shm")
+#: The Python backend makes ``/tmp/python_env_XXXXXX`` (a fixed path: TMPDIR is ignored) as
+#: it loads, before the first stub starts, and removes it only on a graceful shutdown after
+#: its models loaded (not when stopped while loading, nor always when its parent dies).
+PYTHON_ENVS = "/tmp/python_env_*"
 
 
 def free_port() -> int:
@@ -47,11 +54,19 @@ class TritonServer:
             raise InputError(
                 f"{name}: tritonserver binary not found or not executable: {self.binary}"
             )
-        self._workdir = Path(tempfile.mkdtemp(prefix="pipebench-triton-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix="pipebench-triton-", dir=work_dir()))
         self._shm_prefix = f"pipebench_{uuid.uuid4().hex[:12]}_"
         self.http_port, self.grpc_port = free_port(), free_port()
         self.metrics_port = free_port()
         self.model_name = MODEL_NAME
+        self._launched = time.time()
+        try:
+            self.process = self._launch(scenario, workload, compute)
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
+
+    def _launch(self, scenario: Scenario, workload: Workload, compute: bool) -> ServerProcess:
         models = make_model_repository(self._workdir / "models", scenario, workload, compute)
         backends = make_backend_dir(self._workdir / "backends")
         argv = [
@@ -70,9 +85,13 @@ class TritonServer:
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
         ]
         # The stub's embedded Python finds its environment through PATH, not PYTHONPATH.
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+        # Temp files of the server and its stubs go into the work folder, removed with it.
+        tmp = self._workdir / "tmp"
+        tmp.mkdir()
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+        env = dict(os.environ, PATH=path, TMPDIR=str(tmp))
         leftovers = [self._workdir, SHM_DIR / f"{self._shm_prefix}*"]
-        self.process = ServerProcess(name, argv, env=env, leftovers=leftovers)
+        return ServerProcess(self.name, argv, env=env, leftovers=leftovers, grace=10.0)
 
     @property
     def http_url(self) -> str:
@@ -89,8 +108,35 @@ class TritonServer:
     def shm_regions(self) -> list[Path]:
         return sorted(SHM_DIR.glob(f"{self._shm_prefix}*"))
 
+    def _python_env_window(self) -> tuple[float, float]:
+        """When this server's Python backend made its folder: after the launch, before the
+        first stub's shared-memory region (made just before the stub starts; ours by its
+        prefix), or before now if there is none yet."""
+        made = []
+        for region in self.shm_regions():
+            with contextlib.suppress(OSError):
+                made.append(region.stat().st_ctime)
+        return self._launched, min(made, default=time.time())
+
+    def _remove_python_env(self, window: tuple[float, float]) -> None:
+        """Remove the empty python_env_* folders made in this server's window (``rmdir``
+        never removes a folder that holds anything, e.g. another server's environment)."""
+        start, end = window
+        for folder in glob.glob(PYTHON_ENVS):
+            with contextlib.suppress(OSError):
+                if start - 0.1 <= os.stat(folder).st_ctime <= end + 0.1:
+                    os.rmdir(folder)
+
+    def loaded(self) -> None:
+        """The model is loaded: the backend's python_env_* folder (used only for execution
+        environments, which this model has none of) is removed now, so that no way of
+        ending the run leaves it; at shutdown the server only logs that it was gone."""
+        self._remove_python_env(self._python_env_window())
+
     def stop(self) -> None:
-        self.process.stop(grace=10.0)
+        window = self._python_env_window()
+        self.process.stop()
+        self._remove_python_env(window)
         for region in self.shm_regions():  # only left if a stub was killed
             region.unlink(missing_ok=True)
         shutil.rmtree(self._workdir, ignore_errors=True)

@@ -143,6 +143,7 @@ class TritonSystem(System):
                 )
         finally:
             probe.close()
+        server.loaded()
 
     def _await_remote(self, probe: TritonClient, timeout: float) -> None:
         """Wait for the remote model, read its serving block, compare it with the scenario."""

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from harness.distributed.cluster import ClusterSpec, Session, open_cluster, parse_resources
 from harness.errors import BenchError, InputError
-from harness.results import RunResult, write_atomic
+from harness.results import RunResult
 from harness.runner import Progress, RunOptions, run_scenario
 from harness.scenario import Scenario
+from harness.storage import ResultStore
 
 
 class _Printed(Progress):
@@ -33,8 +34,8 @@ def _run_there(scenario: Scenario, scenario_file: str, options: RunOptions) -> R
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="pipebench-remote-") as folder:
-        path = Path(folder) / f"{scenario.name}.json"
-        result = run_scenario(scenario, Path(scenario_file), path, options, _Printed())
+        store = ResultStore(Path(folder), scenario.name)
+        result = run_scenario(scenario, Path(scenario_file), store, options, _Printed())
     import ray
 
     context = ray.get_runtime_context()
@@ -51,7 +52,7 @@ def run_on_node(
     resources: dict[str, float],
     scenario: Scenario,
     scenario_file: Path,
-    result_path: Path,
+    store: ResultStore,
     options: RunOptions,
 ) -> RunResult:
     """Run ``scenario`` on a node offering ``resources``; the result is written here."""
@@ -79,14 +80,14 @@ def run_on_node(
     except BaseException:
         ray.cancel(ref, force=True)
         raise
-    write_atomic(result_path, result.to_json())
+    store.save(result.to_json())
     return result
 
 
 @contextlib.contextmanager
 def cluster_runner(
     cluster: str | None, resources: str | None
-) -> Iterator[Callable[[Scenario, Path, Path, RunOptions, Progress], RunResult]]:
+) -> Iterator[Callable[[Scenario, Path, ResultStore, RunOptions, Progress], RunResult]]:
     """What ``bench run --cluster`` calls instead of :func:`run_scenario`, for the ``with``
     block: a run here with clients on the load nodes, or (``--resources``) a whole run on a
     node offering them."""
@@ -100,8 +101,8 @@ def cluster_runner(
             return
 
         def run_there(
-            scenario: Scenario, path: Path, result_path: Path, options: RunOptions, _: Progress
+            scenario: Scenario, path: Path, store: ResultStore, options: RunOptions, _: Progress
         ) -> RunResult:
-            return run_on_node(session, wanted, scenario, path, result_path, options)
+            return run_on_node(session, wanted, scenario, path, store, options)
 
         yield run_there

@@ -21,7 +21,7 @@ from harness.report.plots import (
 )
 from harness.report.resultsets import Point, ResultSet, latest_by_scenario
 from harness.report.seedpage import seed_page
-from harness.results import prepare_dir
+from harness.storage import prepare_dir
 
 HTML_NAME = "report.html"
 IMAGE_DIR = "img"
