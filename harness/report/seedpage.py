@@ -36,7 +36,8 @@ Every table of the seed report (`shared/seed/performance-report.en.md`, measured
 machine with the original torchpipe) beside the same table measured by pipebench on this
 machine. Absolute numbers are not comparable across machines and engines and are shown for
 orientation only; what must carry over are the seed's **conclusions**, each checked on our
-numbers below (✓ holds, ✗ does not, ○ not measured: its scenario has no results yet).
+numbers below by the 95 % interval of the quantity each is about (✓ holds, ✗ fails, ≈
+inconclusive: the interval straddles the claimed margin, ○ not measured: no results yet).
 A ⚠ beside one of our numbers means that point is doubtful (see its scenario page).
 """
 LOCAL_VS_RPC = """## Local function vs RPC
