@@ -16,6 +16,7 @@ Prints a table, then as its last line one JSON object. Run it on a quiet machine
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.report.resultsets import latest_by_scenario  # noqa: E402
+from harness.results import PointRecord  # noqa: E402
 from harness.seed import CONCLUSIONS, Results  # noqa: E402
 
 SCENARIOS = ("hello_world", "adaptive_batching")
@@ -45,41 +47,43 @@ def run_once(folder: Path) -> Results:
     return latest_by_scenario([folder])
 
 
-def _records(results: Results) -> dict[tuple[str, str, float], dict]:
+def _records(results: Results) -> dict[tuple[str, str, float], PointRecord]:
     found = {}
     for name, result in results.items():
         for record in result.records:
-            point = record.get("clients") or record.get("rate")
-            found[(name, record["label"], point)] = record
+            found[(name, record.label, record.point)] = record
     return found
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="keep both runs' result files here")
+    args = parser.parse_args()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pipebench-repro-") as tmp:
-        first = _records(run_once(Path(tmp) / "run1"))
-        results_1 = latest_by_scenario([Path(tmp) / "run1"])
-        second = _records(run_once(Path(tmp) / "run2"))
-        results_2 = latest_by_scenario([Path(tmp) / "run2"])
+        folder = args.keep or Path(tmp)
+        results_1 = run_once(folder / "run1")
+        results_2 = run_once(folder / "run2")
+        first, second = _records(results_1), _records(results_2)
     minutes = (time.perf_counter() - began) / 60
     every = list(first.values()) + list(second.values())
-    valid = sum(bool(r.get("valid")) for r in every)
+    valid = sum(r.valid for r in every)
     agreeing, compared = 0, 0
     print("| scenario | system | point | ratio run 1 [95 %] | ratio run 2 | agrees |")
     print("|---|---|---:|---|---:|---|")
     for key, one in first.items():
         two = second.get(key)
-        r1, r2 = one.get("ratio"), (two or {}).get("ratio")
-        if not r1 or not r2 or r1["baseline"] == one["label"]:
+        r1, r2 = one.ratio, two.ratio if two else None
+        if r1 is None or r2 is None or r1.baseline == one.label:
             continue
-        interval = r1.get("qps_ci95") or [r1["qps"], r1["qps"]]
-        inside = interval[0] <= r2["qps"] <= interval[1]
-        near = abs(r2["qps"] / r1["qps"] - 1) <= AGREEMENT_BAND if r1["qps"] else False
+        interval = r1.qps_ci95 or [r1.qps, r1.qps]
+        inside = interval[0] <= r2.qps <= interval[1]
+        near = abs(r2.qps / r1.qps - 1) <= AGREEMENT_BAND if r1.qps else False
         compared += 1
         agreeing += inside or near
         print(
-            f"| {key[0]} | {key[1]} | {key[2]:g} | {r1['qps']:.3g} "
-            f"[{interval[0]:.3g}, {interval[1]:.3g}] | {r2['qps']:.3g} "
+            f"| {key[0]} | {key[1]} | {key[2]:g} | {r1.qps:.3g} "
+            f"[{interval[0]:.3g}, {interval[1]:.3g}] | {r2.qps:.3g} "
             f"| {'yes' if inside or near else 'NO'} |"
         )
     decided = same = 0

@@ -233,6 +233,8 @@ class Environment(_Model):
     gpus: list[dict[str, Any]] = Field(default_factory=list)
     #: What the runner set up for measuring: CPU affinity, GC, switch interval, noise floor.
     measurement: dict[str, Any] = Field(default_factory=dict)
+    #: The Ray node a whole run was sent to (``bench run --cluster ... --resources``).
+    cluster_node: dict[str, Any] | None = None
 
 
 class RunResult(_Model):

@@ -27,6 +27,7 @@ from harness.loadgen import drive, plans
 from harness.measurement import OK, Timing
 from harness.runner import RunOptions
 from harness.scenario import load_scenario
+from harness.storage import ResultStore
 from tests.cli_helpers import BENCH, cmdline, read_until
 from tests.conftest import ROOT, hello_scenario
 
@@ -165,15 +166,13 @@ def test_a_whole_run_goes_to_the_node_with_the_resources(session, write_scenario
     data = hello_scenario(systems=["pipe"])
     data["load"].update(clients=[1], repeats=1, max_repeats=1, duration_s=0.3)
     path = write_scenario(data)
-    result_path = tmp_path / "result.json"
+    store = ResultStore(tmp_path, "result")
     options = RunOptions(warmup_s=0.1)
-    result = run_on_node(
-        session, {"local_node_1": 1}, load_scenario(path), path, result_path, options
-    )
-    there = result.environment["cluster_node"]
+    result = run_on_node(session, {"local_node_1": 1}, load_scenario(path), path, store, options)
+    there = result.environment.cluster_node
     wanted = next(n for n in ray.nodes() if "local_node_1" in n["Resources"])
     assert there["node_id"] == wanted["NodeID"]
-    written = json.loads(result_path.read_text())
+    written = json.loads(store.path.read_text())
     assert written["complete"] and written["records"][0]["ok"] > 0
     assert written["environment"]["cluster_node"]["node_id"] == wanted["NodeID"]
 

@@ -17,7 +17,8 @@ from tests.conftest import hello_scenario
 
 def test_every_system_but_the_core_names_an_extra():
     assert set(system.EXTRAS) == set(system.REGISTRY) - {"pipe", "null"}
-    assert {extra for extra, _ in system.EXTRAS.values()} == {"thrift", "triton", "torchpipe"}
+    extras = {extra for extra, _ in system.EXTRAS.values()}
+    assert extras == {"thrift", "triton", "torchpipe", "thrift,torchpipe"}
     assert system.missing_extra("pipe") is None
 
 

@@ -160,7 +160,7 @@ def test_echo_payload_bytes_is_an_exact_deterministic_size(kind):
             "workload.payload_bytes: Input should be greater than or equal to 1",
         ),
         ({"payload_bytes": "many"}, "workload.payload_bytes: Input should be a valid integer"),
-        ({"payload_bytes": 4, "payload": ""}, "workload: payload_bytes needs a non-empty payload"),
+        ({"payload_bytes": 4, "payload": ""}, "workload.payload: must not be empty"),
     ],
 )
 def test_echo_payload_bytes_rejects_bad_sizes_in_one_line(options, reason, write_scenario):

@@ -141,9 +141,9 @@ class TritonSystem(System):
                 server.process.wait_for(
                     lambda: probe.is_ready(server.model_name), timeout, "ready to serve"
                 )
+                server.loaded()
         finally:
             probe.close()
-        server.loaded()
 
     def _await_remote(self, probe: TritonClient, timeout: float) -> None:
         """Wait for the remote model, read its serving block, compare it with the scenario."""

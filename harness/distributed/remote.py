@@ -39,7 +39,7 @@ def _run_there(scenario: Scenario, scenario_file: str, options: RunOptions) -> R
     import ray
 
     context = ray.get_runtime_context()
-    result.environment["cluster_node"] = {
+    result.environment.cluster_node = {
         "node_id": context.get_node_id(),
         "address": ray.util.get_node_ip_address(),
         "resources": context.get_assigned_resources(),
