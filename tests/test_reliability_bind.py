@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 
 import psutil
 import pytest
@@ -45,6 +46,11 @@ def test_servers_listen_on_loopback_only(name, listeners, make_scenario):
     with create_system(scenario.systems[0], scenario) as system:
         system.start()
         system.ready(60)
+        # Triton opens its metrics listener a moment after it reports ready: wait for it.
+        deadline = time.monotonic() + 60
         addresses = listening_addresses(system.server_pids())
+        while len(addresses) < listeners and time.monotonic() < deadline:
+            time.sleep(0.1)
+            addresses = listening_addresses(system.server_pids())
     assert len(addresses) == listeners, addresses  # HTTP + gRPC + metrics for Triton
     assert {ip for ip, _ in addresses} == {"127.0.0.1"}, addresses
