@@ -21,7 +21,7 @@ from engines.workloads import create_workload
 from harness.errors import SystemFailure
 from harness.process import work_dir
 from harness.system import create_system
-from tests.cli_helpers import BENCH, RunWatcher, only_result
+from tests.cli_helpers import BENCH, RunWatcher, bench, only_result
 from tests.conftest import ROOT, hello_scenario
 from tests.test_reliability_teardown import short_load
 
@@ -80,13 +80,7 @@ def test_a_failing_server_shows_its_own_error_and_its_log_is_kept(write_scenario
     triton = {"name": "triton", "options": {"binary": str(binary)}}
     path = write_scenario(hello_scenario(systems=[triton, "pipe"], load=short_load(1)))
     results = tmp_path / "r"
-    done = subprocess.run(
-        [*BENCH, "run", str(path), "--results-dir", str(results)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = bench("run", str(path), "--results-dir", str(results), timeout=300)
     assert done.returncode == 1, done.stderr
     (result,) = results.glob("*.json")
     kept = result.with_name(f"{result.stem}.triton.log")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.storage import ResultStore, write_atomic
-from tests.cli_helpers import BENCH, RunWatcher, read_until
+from tests.cli_helpers import BENCH, RunWatcher, bench, read_until
 from tests.conftest import ROOT, hello_scenario
 from tests.test_reliability_teardown import short_load
 
@@ -100,13 +100,7 @@ def test_the_printed_path_is_the_path_written(write_scenario, tmp_path):
     for other in others:
         other.write_text('{"another": "run"}')
     path = write_scenario(hello_scenario(systems=["pipe"], load=short_load(1)))
-    done = subprocess.run(
-        [*BENCH, "run", str(path), "--results-dir", str(results)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = bench("run", str(path), "--results-dir", str(results), timeout=300)
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("results: ")]
     written = results / line.removeprefix("results: ")
