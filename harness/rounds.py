@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines.workloads import Workload, create_workload
+from harness.affinity import Placement, plan
 from harness.aggregate import judge, summarize
 from harness.equivalence import check_equivalent
 from harness.errors import BenchError, SystemFailure
@@ -88,12 +89,17 @@ class Contender:
     runs: dict[int, Run] = field(default_factory=dict)
     #: Client processes its turns at the current point used (1: threads of the harness).
     client_processes: int = 1
+    #: The CPUs its servers are pinned to after every start (see :mod:`harness.affinity`).
+    placement: Placement = field(default_factory=lambda: plan("none"))
 
     @classmethod
-    def create(cls, scenario: Scenario, spec: SystemSpec) -> Contender:
+    def create(
+        cls, scenario: Scenario, spec: SystemSpec, placement: Placement | None = None
+    ) -> Contender:
         own = scenario.for_system(spec)
         workload = create_workload(own.workload.name, own.workload.options)
-        return cls(spec, own, workload, create_system(spec, own))
+        placement = placement or plan("none")
+        return cls(spec, own, workload, create_system(spec, own), placement=placement)
 
     @property
     def label(self) -> str:
@@ -104,6 +110,7 @@ class Contender:
         self.system.start()
         self.running = True
         self.system.ready(READY_TIMEOUT_S)
+        self.placement.place_servers(self.system.server_pids())
         if first:
             check_equivalent(self.system, self.spec, self.workload)
             self.own = self.system.load_generator()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.workloads import Workload, create_workload
+from harness.affinity import Placement, plan
 from harness.errors import BenchError, InputError
 from harness.loadgen import drive
 from harness.measurement import Run, Timing
@@ -116,12 +117,14 @@ def _ceiling_run(null: System, workload: Workload, load: Load, senders: int) -> 
             host.close()
 
 
-def measurement_settings(load: Load) -> dict[str, Any]:
-    """What this run applied and found, for the result's environment."""
+def measurement_settings(load: Load, placement: Placement) -> dict[str, Any]:
+    """What this run applied and found, for the result's environment (measured where the
+    harness is pinned, so the floor is that of the CPUs the measurement uses)."""
     floor = cpu_noise_floor()
     return {
         "noise_floor_cv_pct": round(floor, 2),
         "precision_pct": load.precision_pct,
+        "placement": placement.describe(),
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
         "gc_enabled": gc.isenabled(),
         "switch_interval_s": sys.getswitchinterval(),
@@ -130,14 +133,14 @@ def measurement_settings(load: Load) -> dict[str, Any]:
 
 
 def _start_all(
-    scenario: Scenario, progress: Progress, load: Load
+    scenario: Scenario, progress: Progress, placement: Placement
 ) -> tuple[list[Contender], dict[str, str]]:
     """Start every system once; those that fail to start are reported, not measured."""
     contenders: list[Contender] = []
     failed: dict[str, str] = {}
     for spec in scenario.systems:
         progress.message(f"starting {spec.column}")
-        contender = Contender.create(scenario, spec)
+        contender = Contender.create(scenario, spec, placement)
         contenders.append(contender)
         try:
             contender.start(first=True)
@@ -177,8 +180,22 @@ def run_scenario(
     if load.seed is None:
         load = load.model_copy(update={"seed": secrets.randbelow(2**31)})
     scenario = scenario.model_copy(update={"load": load})
+    placement = plan(load.affinity)
+    with placement.applied():
+        return _run_placed(scenario, scenario_file, store, placement, progress)
+
+
+def _run_placed(
+    scenario: Scenario,
+    scenario_file: Path,
+    store: ResultStore,
+    placement: Placement,
+    progress: Progress,
+) -> RunResult:
+    """The run itself, with the harness already on its CPUs (servers follow as started)."""
+    load = scenario.load
     env = environment()
-    env["measurement"] = measurement_settings(load)
+    env["measurement"] = measurement_settings(load, placement)
     floor = env["measurement"]["noise_floor_cv_pct"]
     if floor > load.precision_pct / 2:
         progress.message(
@@ -200,7 +217,7 @@ def run_scenario(
     contenders: list[Contender] = []
     try:
         with keep_failed_logs(store.path):
-            contenders, _ = _start_all(scenario, progress, load)
+            contenders, _ = _start_all(scenario, progress, placement)
             ceilings = Ceilings(scenario, progress)
             if load.search is not None:
                 _search(scenario, contenders, ceilings, progress, load, result, save)

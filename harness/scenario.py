@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from engines.workloads import UnknownWorkloadError, workload_class
+from harness.affinity import Affinity
 from harness.errors import InputError
 from harness.limits import thread_budget
 
@@ -279,6 +280,9 @@ class Load(Frozen):
     max_windows: Annotated[int, Field(ge=3)] = 10
     #: Seed of the open-loop arrival schedule; None draws one per run (recorded).
     seed: Annotated[int, Field(ge=0)] | None = None
+    #: CPU placement of harness and servers (see :mod:`harness.affinity`): ``auto``
+    #: shares one CPU on machines with 2-3, splits them with 4 or more; ``none``: the OS.
+    affinity: Affinity = "auto"
     #: Every request has this deadline; a later reply or none at all is a timeout.
     request_timeout_s: PositiveFloat = 30.0
     #: Validity: (errors + timeouts) / sent must stay at or under this.
