@@ -162,7 +162,7 @@ def measure_variant(name: str, changes: dict[str, float], context, rounds: int) 
         with context(contenders):
             for index, point in enumerate(POINTS):
                 for contender in contenders:
-                    contender.runs = {}
+                    contender.new_point()
                 plan = PointPlan(scenario.load, point, index, run_seed=1, budget_s=None)
                 order = (lambda n, r: list(range(n))) if changes.get("fixed_order") else rotation
                 measure_rounds(contenders, plan, _skip, _skip, _skip, order=order)

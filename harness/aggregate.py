@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections import Counter
 from collections.abc import Sequence
 
 from harness import histogram
 from harness.distributed.report import merge_reports
+from harness.interference import machine_cpus
 from harness.measurement import CANCELLED, ERROR, OK, STABLE_SET, TIMEOUT, Run, Samples
 from harness.results import PointRecord, RepeatSummary, WindowPoint
 from harness.scenario import Load, SystemSpec
@@ -98,6 +100,7 @@ def summarize(
         raise AssertionError("a request was lost from the accounting")
     per_repeat = [repeat_summary(run, load.request_timeout_s) for run in runs]
     qps_repeats = [repeat.qps for repeat in per_repeat]
+    others = [pct for run in runs if (pct := run.others_pct(machine_cpus())) is not None]
     qps, ci = median_interval(qps_repeats)
     batches: Counter[int] = Counter()
     cpu_client = cpu_server = wall = 0.0
@@ -139,6 +142,7 @@ def summarize(
             "server_pct": 100 * cpu_server / wall if wall and server_known else None,
         },
         duration_s=sum(run.measured_s for run in runs),
+        others_cpu_pct=statistics.median(others) if others else None,
         first_error=next((run.first_error for run in runs if run.first_error), None),
         server_stats=system.stats(),
         histogram=histogram.encode(
@@ -201,6 +205,8 @@ def judge(record: PointRecord, load: Load, ceiling: float | None) -> PointRecord
     reasons = []
     if record.precision_pct is None or record.precision_pct > load.precision_pct:
         reasons.append("imprecise")
+        if record.others_cpu_pct is not None and record.others_cpu_pct > load.others_max_pct:
+            reasons.append("busy")  # why: other processes took the machine meanwhile
     if load.stability_pct is not None and not record.stable:
         reasons.append("unstable")
     if record.duration_s < load.min_duration_s * 0.999 or record.ok < MIN_REPLIES:

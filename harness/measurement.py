@@ -84,6 +84,9 @@ class Probe:
     client_cpu_s: float
     server_cpu_s: float | None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: CPU seconds the machine spent outside the harness's process tree (a running total;
+    #: see :mod:`harness.interference`). None where not read.
+    others_cpu_s: float | None = None
 
 
 @dataclass
@@ -120,6 +123,19 @@ class Run:
 
     def measured(self) -> Samples:
         return self.samples.sent_between(*self.measured_bounds)
+
+    def others_pct(self, cpus: int) -> float | None:
+        """Share (%) of the machine's ``cpus`` that other processes used over the measured
+        windows; None without the readings."""
+        start, end = self.probe_start, self.probe_end
+        if start is None or end is None or start.others_cpu_s is None or end.others_cpu_s is None:
+            return None
+        wall = (end.t_ns - start.t_ns) / 1e9
+        return (
+            max(0.0, 100 * (end.others_cpu_s - start.others_cpu_s) / (wall * cpus))
+            if wall
+            else None
+        )
 
     @property
     def qps(self) -> float:

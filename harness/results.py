@@ -118,7 +118,8 @@ class PointRecord(_Model):
     stable: bool = False
     client_bound: bool = False
     valid: bool = False
-    #: Why ``valid`` is false: "unstable", "short", "errors", "client-bound".
+    #: Why ``valid`` is false: "imprecise", "busy" (with imprecise: other processes used
+    #: more of the machine than allowed), "unstable", "short", "errors", "client-bound".
     invalid_reasons: list[str] = Field(default_factory=list)
     #: Rounds measured (each a turn of every system of the scenario, back to back).
     repeats: int = 0
@@ -131,6 +132,11 @@ class PointRecord(_Model):
     precision_pct: float | None = None
     #: QPS and TP50 relative to the scenario's baseline system, paired by round.
     ratio: Ratio | None = None
+    #: Share (%) of the machine's CPU that other processes used during the kept turns
+    #: (median; see harness.interference), and the turns measured again because others
+    #: used more than the scenario allows. None in files from before it was read.
+    others_cpu_pct: float | None = None
+    retaken_turns: int = 0
     #: Formed batch size -> batches executed during the rounds' turns (server side).
     batch_sizes: dict[int, int] = Field(default_factory=dict)
     #: The requests ``batch_sizes`` covers: every request of the rounds' turns, warm-up

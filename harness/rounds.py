@@ -30,6 +30,7 @@ from harness.affinity import Placement, plan
 from harness.aggregate import judge, summarize
 from harness.equivalence import check_equivalent
 from harness.errors import BenchError, SystemFailure
+from harness.interference import machine_cpus
 from harness.measurement import Run
 from harness.results import PointRecord, Ratio
 from harness.scenario import Load, Scenario, SystemSpec
@@ -89,6 +90,8 @@ class Contender:
     runs: dict[int, Run] = field(default_factory=dict)
     #: Client processes its turns at the current point used (1: threads of the harness).
     client_processes: int = 1
+    #: Turns of the current point measured again because other work disturbed them.
+    retaken: int = 0
     #: The CPUs its servers are pinned to after every start (see :mod:`harness.affinity`).
     placement: Placement = field(default_factory=lambda: plan("none"))
 
@@ -130,6 +133,9 @@ class Contender:
             used = _cpu_seconds(pids, with_children) - before
             readings.append(100 * used / (time.perf_counter() - began))
         return min(readings)
+
+    def new_point(self) -> None:
+        self.runs, self.retaken = {}, 0
 
     def stop(self) -> None:
         self.system.stop()
@@ -203,21 +209,30 @@ def _take_turn(
         if not contender.running:
             contender.start(first=False)
         contender.client_processes = client_processes(contender.system, plan.load, plan.point)
-        contender.runs[round_index] = measure_turn(
-            contender.system,
-            contender.own,
-            contender.workload,
-            plan.load,
-            plan.point,
-            seed,
-            on_tick,
-        )
+        contender.runs[round_index] = _undisturbed_turn(contender, plan, seed, on_tick)
         contender.system.check_alive()
     except Exception as exc:
         contender.fail(exc)
     finally:
         if contender.restart and contender.running:
             contender.stop()
+
+
+def _undisturbed_turn(
+    contender: Contender, plan: PointPlan, seed: int, on_tick: Callable[[float], None]
+) -> Run:
+    """A turn, measured again (up to ``load.retakes`` times) while other processes took
+    more than ``load.others_max_pct`` of the machine: the last one is kept regardless."""
+    load = plan.load
+    for attempt in range(load.retakes + 1):
+        run = measure_turn(
+            contender.system, contender.own, contender.workload, load, plan.point, seed, on_tick
+        )
+        others = run.others_pct(machine_cpus())
+        if others is None or others <= load.others_max_pct or attempt == load.retakes:
+            break
+        contender.retaken += 1
+    return run
 
 
 def point_records(
@@ -243,6 +258,7 @@ def point_records(
             record.client_processes = contender.client_processes
             several = "processes" if record.client_processes > 1 else "threads"
             record.load_generator = "ray" if "load_nodes" in record.server_stats else several
+        record.retaken_turns = contender.retaken
         judge(record, load, ceilings.get(contender.label))
         if contender.failure:
             record.failure = contender.failure  # it died during this point: numbers void

@@ -291,7 +291,7 @@ def _measure_point(
         except BenchError as exc:
             progress.message(f"client ceiling unknown: {exc}")
     for contender in contenders:
-        contender.runs = {}
+        contender.new_point()
     per_round = len(active) * (load.warmup_s + load.duration_s)
     progress.point_started(name, load.repeats * per_round)
 

@@ -280,6 +280,10 @@ class Load(Frozen):
     max_windows: Annotated[int, Field(ge=3)] = 10
     #: Seed of the open-loop arrival schedule; None draws one per run (recorded).
     seed: Annotated[int, Field(ge=0)] | None = None
+    #: A turn during which other processes used more than this % of the machine's CPU
+    #: (see :mod:`harness.interference`) is measured again, at most ``retakes`` times.
+    others_max_pct: PositiveFloat = 10.0
+    retakes: Annotated[int, Field(ge=0)] = 2
     #: CPU placement of harness and servers (see :mod:`harness.affinity`): ``auto``
     #: shares one CPU on machines with 2-3, splits them with 4 or more; ``none``: the OS.
     affinity: Affinity = "auto"

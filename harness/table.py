@@ -18,7 +18,8 @@ LEGEND = (
     f"error rate under the threshold, not client-bound; {INVALID} why not. "
     "QPS: median of the rounds ± the larger side of its 95 % interval (order statistics; "
     "none below 6 rounds). x: QPS ratio to the baseline column, median of the paired "
-    "rounds [95 % interval]."
+    "rounds [95 % interval]. busy: other processes used more of the machine's CPU than "
+    "the scenario allows (load.others_max_pct) during its turns, even after retaking them."
 )
 
 

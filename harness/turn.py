@@ -17,6 +17,7 @@ import psutil
 from engines.workloads import Workload
 from harness.distributed.cluster import current as current_cluster
 from harness.distributed.host import RayHost
+from harness.interference import others_cpu_s
 from harness.loadgen import Host, ProcessHost, ThreadHost, all_ready, clock, drive, plans
 from harness.measurement import STABLE_SET, Probe, Run, Timing
 from harness.scenario import Load
@@ -46,7 +47,8 @@ def _cpu_seconds(pids: Sequence[int], with_children: bool) -> float:
 
 
 def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe]:
-    """Readings at each window boundary: client and server CPU used so far."""
+    """Readings at each window boundary: client and server CPU used so far, and the CPU
+    the rest of the machine used (to see a turn that other work disturbed)."""
 
     def probe() -> Probe:
         server = system.server_pids()
@@ -54,6 +56,7 @@ def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe
             t_ns=clock(),
             client_cpu_s=_cpu_seconds(client_pids, with_children=False),
             server_cpu_s=_cpu_seconds(server, with_children=True) if server else None,
+            others_cpu_s=others_cpu_s(),
         )
 
     return probe
