@@ -22,12 +22,13 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from engines.workloads import Workload, create_workload
 from harness.aggregate import judge, summarize
-from harness.equivalence import check_equivalent
+from harness.equivalence import ReplyPeers, check_equivalent
 from harness.errors import BenchError, SystemFailure
 from harness.measurement import Run
 from harness.results import PointRecord, Ratio
@@ -88,12 +89,18 @@ class Contender:
     runs: dict[int, Run] = field(default_factory=dict)
     #: Client processes its turns at the current point used (1: threads of the harness).
     client_processes: int = 1
+    #: The run's systems whose replies the harness cannot compute, compared with each other.
+    peers: ReplyPeers = field(default_factory=ReplyPeers)
+    #: How its replies were checked before it was measured, and their digest.
+    reply_check: dict[str, Any] | None = None
 
     @classmethod
-    def create(cls, scenario: Scenario, spec: SystemSpec) -> Contender:
+    def create(
+        cls, scenario: Scenario, spec: SystemSpec, peers: ReplyPeers | None = None
+    ) -> Contender:
         own = scenario.for_system(spec)
         workload = create_workload(own.workload.name, own.workload.options)
-        return cls(spec, own, workload, create_system(spec, own))
+        return cls(spec, own, workload, create_system(spec, own), peers=peers or ReplyPeers())
 
     @property
     def label(self) -> str:
@@ -105,7 +112,7 @@ class Contender:
         self.running = True
         self.system.ready(READY_TIMEOUT_S)
         if first:
-            check_equivalent(self.system, self.spec, self.workload)
+            self.reply_check = check_equivalent(self.system, self.spec, self.workload, self.peers)
             self.own = self.system.load_generator()
             self.idle_cpu_pct = self._idle_cpu_pct()
             self.restart = self.idle_cpu_pct > IDLE_TRIFLE_PCT
@@ -237,6 +244,7 @@ def point_records(
             several = "processes" if record.client_processes > 1 else "threads"
             record.load_generator = "ray" if "load_nodes" in record.server_stats else several
         judge(record, load, ceilings.get(contender.label))
+        record.reply_check = contender.reply_check
         if contender.failure:
             record.failure = contender.failure  # it died during this point: numbers void
         records[contender.label] = record

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.workloads import Workload, create_workload
+from harness.equivalence import ReplyPeers
 from harness.errors import BenchError, InputError
 from harness.loadgen import drive
 from harness.measurement import Run, Timing
@@ -135,9 +136,10 @@ def _start_all(
     """Start every system once; those that fail to start are reported, not measured."""
     contenders: list[Contender] = []
     failed: dict[str, str] = {}
+    peers = ReplyPeers()
     for spec in scenario.systems:
         progress.message(f"starting {spec.column}")
-        contender = Contender.create(scenario, spec)
+        contender = Contender.create(scenario, spec, peers)
         contenders.append(contender)
         try:
             contender.start(first=True)

@@ -83,6 +83,9 @@ class System(ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     #: False for the pure-RPC systems: they reply with the workload's prepared reply.
     computes: ClassVar[bool] = True
+    #: True when its clients and servers carry named multi-tensor requests and replies
+    #: (``dict[str, ndarray]``, the ``onnx`` workload) end to end.
+    named_tensors: ClassVar[bool] = False
 
     def __init__(self, spec: SystemSpec, scenario: Scenario) -> None:
         self.spec = spec

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import psutil
 
@@ -99,10 +100,23 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
             for client in clients:
                 client.close()
             raise
-        return [ThreadHost(clients, [workload.make_request() for _ in clients], plan)]
+        return [ThreadHost(clients, _in_turn(workload.requests(), len(clients)), plan)]
+    # Each client process (or load node) sends one of the workload's requests.
+    requests = _in_turn(workload.requests(), len(host_plans))
     if cluster is not None:
-        return list(cluster.hosts(factory, workload.make_request(), host_plans))
-    return all_ready([ProcessHost(factory, workload.make_request(), plan) for plan in host_plans])
+        return list(cluster.hosts(factory, requests, host_plans))
+    return all_ready(
+        [
+            ProcessHost(factory, request, plan)
+            for request, plan in zip(requests, host_plans, strict=True)
+        ]
+    )
+
+
+def _in_turn(requests: list[Any], count: int) -> list[Any]:
+    """``count`` senders' requests: the workload's requests (an input-data file's steps)
+    taken in turn."""
+    return [requests[index % len(requests)] for index in range(count)]
 
 
 def measure_turn(

@@ -10,7 +10,14 @@ import numpy as np
 class TritonClient:
     """One load worker's client; the prepared input is built once and reused."""
 
-    def __init__(self, protocol: str, url: str, model: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        protocol: str,
+        url: str,
+        model: str,
+        timeout_s: float,
+        scalar_outputs: tuple[str, ...] = (),
+    ) -> None:
         if protocol == "grpc":
             import tritonclient.grpc as api
 
@@ -25,23 +32,36 @@ class TritonClient:
             self._timeout = {}
         self._api = api
         self._model = model
-        self._outputs = [api.InferRequestedOutput("OUTPUT")]
-        self._request: np.ndarray | None = None
+        self._request: Any = None
         self._inputs: list[Any] = []
+        #: ``OUTPUT`` for a single-tensor request; None (every output) for named tensors.
+        self._outputs: list[Any] | None = None
+        self._scalars = scalar_outputs
 
-    def _prepare(self, request: np.ndarray) -> None:
-        batch = np.ascontiguousarray(request[None, ...])
-        infer_input = self._api.InferInput("INPUT", list(batch.shape), _triton_dtype(batch))
-        infer_input.set_data_from_numpy(batch)
-        self._inputs, self._request = [infer_input], request
+    def _prepare(self, request: np.ndarray | dict[str, np.ndarray]) -> None:
+        named = request if isinstance(request, dict) else {"INPUT": request}
+        self._inputs = []
+        for name, array in named.items():
+            batch = np.ascontiguousarray(with_batch(array))
+            infer_input = self._api.InferInput(name, list(batch.shape), _triton_dtype(batch))
+            infer_input.set_data_from_numpy(batch)
+            self._inputs.append(infer_input)
+        single = not isinstance(request, dict)
+        self._outputs = [self._api.InferRequestedOutput("OUTPUT")] if single else None
+        self._request = request
 
-    def call(self, request: np.ndarray) -> np.ndarray:
+    def call(self, request: np.ndarray | dict[str, np.ndarray]) -> Any:
+        """One request, batch of one: an array (``INPUT`` -> ``OUTPUT``), or named arrays
+        (the model's inputs -> every output it returns)."""
         if request is not self._request:
             self._prepare(request)
         result = self._client.infer(
             self._model, self._inputs, outputs=self._outputs, **self._timeout
         )
-        return result.as_numpy("OUTPUT")[0]
+        if self._outputs is not None:
+            return result.as_numpy("OUTPUT")[0]
+        rows = {name: result.as_numpy(name)[0] for name in _output_names(result.get_response())}
+        return scalars_back(rows, self._scalars)
 
     def is_ready(self, model: str) -> bool:
         try:
@@ -63,6 +83,26 @@ class TritonClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+def with_batch(array: np.ndarray) -> np.ndarray:
+    """A request's tensor as a batch of one; a scalar travels as [1, 1] (Triton's dims [1])."""
+    return array.reshape(1, 1) if array.ndim == 0 else array[None, ...]
+
+
+def scalars_back(rows: dict[str, np.ndarray], scalars: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Reply rows with the scalar outputs (sent by Triton as [1]) made scalars again."""
+    for name in scalars:
+        if name in rows and rows[name].shape == (1,):
+            rows[name] = rows[name].reshape(())
+    return rows
+
+
+def _output_names(response: Any) -> list[str]:
+    """The outputs a reply holds: a JSON dict over HTTP, a protobuf message over gRPC."""
+    if isinstance(response, dict):
+        return [output["name"] for output in response.get("outputs", [])]
+    return [output.name for output in response.outputs]
 
 
 def _triton_dtype(array: np.ndarray) -> str:

@@ -15,6 +15,7 @@ from engines.triton import metrics
 from engines.triton.client import TritonClient, deployed_serving
 from engines.triton.http_client import LeanHttpClient
 from engines.triton.perf_analyzer import PerfAnalyzer
+from engines.triton.repository import scalar_outputs
 from engines.triton.server import TritonServer
 from engines.workloads import create_workload
 from harness.deployment import check_serving
@@ -96,6 +97,7 @@ class TritonSystem(System):
     """
 
     Options = TritonOptions
+    named_tensors = True
     options: TritonOptions
     _server: TritonServer | None = None
     _started: bool = False
@@ -174,11 +176,20 @@ class TritonSystem(System):
         return self.client_factory()()
 
     def client_factory(self) -> Callable[[], TritonClient | LeanHttpClient]:
-        timeout = self.scenario.load.request_timeout_s
+        timeout, scalars = self.scenario.load.request_timeout_s, self._scalar_outputs
         if self.options.client == "lean":
-            return functools.partial(LeanHttpClient, self._url(), self._model(), timeout)
+            return functools.partial(
+                LeanHttpClient, self._url(), self._model(), timeout, scalar_outputs=scalars
+            )
         protocol = self.options.protocol
-        return functools.partial(TritonClient, protocol, self._url(), self._model(), timeout)
+        return functools.partial(
+            TritonClient, protocol, self._url(), self._model(), timeout, scalars
+        )
+
+    @functools.cached_property
+    def _scalar_outputs(self) -> tuple[str, ...]:
+        workload = self.scenario.workload
+        return scalar_outputs(create_workload(workload.name, workload.options))
 
     def load_generator(self) -> PerfAnalyzer | None:
         if self.options.client != "perf_analyzer":
@@ -188,7 +199,7 @@ class TritonSystem(System):
             self._url(),
             self.options.protocol,
             self._model(),
-            create_workload(workload.name, workload.options).make_request(),
+            create_workload(workload.name, workload.options).requests(),
             load.mode,
             load.arrival,
             load.max_outstanding,
