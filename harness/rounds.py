@@ -29,7 +29,7 @@ import numpy as np
 from engines.workloads import Workload, create_workload
 from harness.aggregate import judge, summarize
 from harness.equivalence import ReplyPeers, check_equivalent
-from harness.errors import BenchError, SystemFailure
+from harness.errors import BenchError, InputError, SystemFailure
 from harness.measurement import Run
 from harness.results import PointRecord, Ratio
 from harness.scenario import Load, Scenario, SystemSpec
@@ -111,6 +111,11 @@ class Contender:
         self.system.start()
         self.running = True
         self.system.ready(READY_TIMEOUT_S)
+        if first and (declared := self.system.declared_tensors()) is not None:
+            try:
+                self.workload.declare_tensors(*declared)
+            except ValueError as exc:
+                raise InputError(f"{self.spec.column}: {exc}") from None
         if first:
             self.reply_check = check_equivalent(self.system, self.spec, self.workload, self.peers)
             self.own = self.system.load_generator()

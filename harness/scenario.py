@@ -496,7 +496,17 @@ def _check_plugin_options(path: Path, scenario: Scenario) -> None:
             model.model_validate(options)
         except ValidationError as exc:
             raise InputError(f"{path}: {_describe(exc, model, prefix)}") from None
-    if workload_class(scenario.workload.name).named:
+    workload = workload_class(scenario.workload.name).from_options(scenario.workload.options)
+    if not workload.computable:
+        for index, spec in enumerate(scenario.systems):
+            cls = system_class(spec.name)
+            if not (cls.declares_tensors and cls(spec, scenario).remote):
+                raise InputError(
+                    f"{path}: systems.{index}: {spec.column} cannot serve workload "
+                    f"{scenario.workload.name} without its model file: only a remote triton "
+                    "(options.url) can, or give workload.model"
+                )
+    if workload.named:
         for index, spec in enumerate(scenario.systems):
             if not system_class(spec.name).named_tensors:
                 raise InputError(

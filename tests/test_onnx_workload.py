@@ -202,3 +202,44 @@ def test_a_system_that_cannot_carry_named_tensors_is_refused(tmp_path, write_sce
     assert (
         "systems.1.name: torchpipe cannot carry the named tensors of workload onnx" in done.stderr
     )
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_a_remote_model_without_its_file_is_measured_and_its_replies_compared(
+    tmp_path, write_scenario
+):
+    """A Triton serving a model the harness has no file of: the same input-data file,
+    unchanged, is sent (dtypes from the server's metadata); the replies of the systems
+    measuring it are compared with each other and each record keeps their digest."""
+    from tests.test_deployment import served
+
+    served_path = write_scenario(onnx_scenario(tmp_path), "served.yaml")
+    (tmp_path / "inputs.json").write_text(json.dumps(INPUT_DATA))
+    with served(str(served_path), "triton") as where:
+        http = {"url": where["http"], "model": where["model"], "metrics_url": where["metrics"]}
+        grpc = {"url": where["grpc"], "model": where["model"]}
+        data = hello_scenario(
+            name="remote_onnx",
+            workload={"name": "onnx", "input_data": "inputs.json"},  # no model file
+            serving="as_deployed",
+            load=LOAD,
+            systems=[
+                {"name": "triton", "label": "http", "options": http},
+                {"name": "triton", "label": "grpc", "options": grpc},
+            ],
+        )
+        path = write_scenario(data, "remote.yaml")
+        records = {r.label: r for r in run(path, tmp_path)}
+        local = {**data, "systems": ["pipe", {"name": "triton", "options": http}]}
+        refused = bench("run", str(write_scenario(local, "local.yaml")))
+    for record in records.values():
+        assert not record.failure, f"{record.label}: {record.failure}"
+        assert record.qps > 0 and record.errors == 0
+    assert records["http"].server_stats["server_times"]["requests"] >= records["http"].ok
+    http_check, grpc_check = records["http"].reply_check, records["grpc"].reply_check
+    assert http_check["method"] == grpc_check["method"] == "compared"
+    assert grpc_check["compared_with"] == "http" and http_check["requests"] == 2
+    assert http_check["digest"] == grpc_check["digest"]  # the same replies, byte for byte
+    assert len(http_check["digest"]) == 64
+    assert refused.returncode == 2
+    assert "systems.0: pipe cannot serve workload onnx without its model file" in refused.stderr

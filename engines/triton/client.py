@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from engines.workloads.tensors import TensorSpec
+
 
 class TritonClient:
     """One load worker's client; the prepared input is built once and reused."""
@@ -78,6 +80,11 @@ class TritonClient:
         config = self._client.get_model_config(self._model, **self._as_json())
         return config.get("config", config) if isinstance(config, dict) else {}
 
+    def model_metadata(self) -> dict[str, Any]:
+        """The model's inputs and outputs as the server declares them (KServe v2 metadata)."""
+        metadata = self._client.get_model_metadata(self._model, **self._as_json())
+        return metadata if isinstance(metadata, dict) else {}
+
     def _as_json(self) -> dict[str, Any]:
         return {"as_json": True} if self._api.__name__.endswith("grpc") else {}
 
@@ -130,3 +137,27 @@ def deployed_serving(config: dict[str, Any]) -> dict[str, Any]:
         "instance_kinds": sorted({str(group.get("kind", "KIND_AUTO")) for group in groups}),
         "source": "the server's model configuration",
     }
+
+
+def config_batches(config: dict[str, Any]) -> bool:
+    """Whether the model batches: its tensors' first dimension is then the batch."""
+    return int(config.get("max_batch_size", 0)) > 0
+
+
+def declared_tensors(
+    metadata: dict[str, Any], batched: bool
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Model metadata's inputs and outputs as :class:`TensorSpec` lists (the batch
+    dimension left out, -1 a symbolic dimension)."""
+    from tritonclient.utils import triton_to_np_dtype
+
+    def specs(tensors: list[dict[str, Any]]) -> list[TensorSpec]:
+        found = []
+        for tensor in tensors:
+            dims = [int(d) for d in tensor.get("shape", [])][1 if batched else 0 :]
+            shape = tuple(None if d < 0 else d for d in dims)
+            dtype = np.dtype(triton_to_np_dtype(tensor["datatype"]))
+            found.append(TensorSpec(tensor["name"], dtype, shape))
+        return found
+
+    return specs(metadata.get("inputs", [])), specs(metadata.get("outputs", []))

@@ -181,7 +181,9 @@ def _children_cpu_s() -> float:
 
 
 class PerfAnalyzer:
-    """A :class:`harness.system.LoadGenerator` that runs perf_analyzer against Triton."""
+    """A :class:`harness.system.LoadGenerator` that runs perf_analyzer against Triton:
+    ``requests`` are the workload's (written as an input-data file), or the path of the
+    user's own input-data file."""
 
     name = "perf_analyzer"
 
@@ -190,7 +192,7 @@ class PerfAnalyzer:
         url: str,
         protocol: Literal["http", "grpc"],
         model: str,
-        requests: Sequence[Any],
+        requests: Sequence[Any] | Path,
         mode: Literal["closed", "open"],
         arrival: Literal["poisson", "constant"],
         max_outstanding: int,
@@ -231,8 +233,11 @@ class PerfAnalyzer:
         exe = binary()
         with tempfile.TemporaryDirectory(prefix="pipebench-pa-", dir=work_dir()) as tmp:
             folder = Path(tmp)
-            data = input_data(self.requests, self.input_name)
-            (folder / "input.json").write_text(json.dumps(data))
+            if isinstance(self.requests, Path):  # the user's input-data file, unchanged
+                shutil.copy(self.requests, folder / "input.json")
+            else:
+                data = input_data(self.requests, self.input_name)
+                (folder / "input.json").write_text(json.dumps(data))
             env = dict(os.environ, LD_LIBRARY_PATH=str(library_dir(folder / "lib")))
             before, children_before = probe() if probe else None, _children_cpu_s()
             done = self._execute(self.argv(exe, point, timing, folder), env, timing)

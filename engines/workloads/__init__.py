@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +43,22 @@ class Workload(ABC):
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Workload:
         return cls(cls.Params.model_validate(options))
+
+    @property
+    def computable(self) -> bool:
+        """False when the harness cannot compute this workload (the model is only on a
+        remote server): only remote systems serve it, their replies compared with each other."""
+        return True
+
+    @property
+    def input_data_file(self) -> Path | None:
+        """A perf_analyzer input-data file the requests come from, or None: perf_analyzer
+        reads that file unchanged."""
+        return None
+
+    def declare_tensors(self, inputs: list[Any], outputs: list[Any]) -> None:  # noqa: B027
+        """The tensors a remote deployment declares (:class:`tensors.TensorSpec` lists),
+        told before any request is made; named-tensor workloads check or adopt them."""
 
     def setup(self) -> None:  # noqa: B027 - optional hook, most workloads need nothing
         """Server-side preparation (load a model, read a file); runs once per instance."""

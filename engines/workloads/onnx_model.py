@@ -67,8 +67,10 @@ def signature_of(path: Path) -> Signature:
 
 
 class OnnxParams(WorkloadParams):
-    #: The ONNX model file.
-    model: Path
+    #: The ONNX model file. Without it (a model only a remote Triton has), ``input_data``
+    #: gives the requests, the server's metadata their dtypes, and replies are compared
+    #: across the systems instead of with onnxruntime's.
+    model: Path | None = None
     #: A perf_analyzer ``--input-data`` JSON file; default: seeded random inputs.
     input_data: Path | None = None
     #: Seeds the random inputs.
@@ -85,19 +87,32 @@ class OnnxParams(WorkloadParams):
 
     @model_validator(mode="after")
     def _inputs_fit_the_model(self) -> OnnxParams:
-        self.requests()  # raises ValueError: the scenario error names the file and the field
+        if self.model is None:
+            if self.input_data is None:
+                raise ValueError(
+                    "give model (the ONNX file) or, for a model only a remote Triton has, "
+                    "input_data"
+                )
+            return self
+        self.requests(signature_of(self.model).inputs)  # a ValueError names file and place
         return self
 
-    def requests(self) -> list[Tensors]:
-        return _requests(self.model, self.model.stat().st_mtime_ns, self.input_data, self.seed)
+    def requests(self, inputs: list[TensorSpec]) -> list[Tensors]:
+        return _requests(tuple(inputs), self.input_data, self.seed, self._version())
+
+    def _version(self) -> tuple[int, ...]:
+        """The files' modification times: the cached requests follow their edits."""
+        files = (self.model, self.input_data)
+        return tuple(path.stat().st_mtime_ns for path in files if path is not None)
 
 
 @functools.lru_cache(maxsize=4)
-def _requests(model: Path, mtime_ns: int, input_data: Path | None, seed: int) -> list[Tensors]:
-    inputs = read_signature(model, mtime_ns).inputs
+def _requests(
+    inputs: tuple[TensorSpec, ...], input_data: Path | None, seed: int, version: tuple[int, ...]
+) -> list[Tensors]:
     if input_data is None:
-        return [random_inputs(inputs, seed)]
-    return read_input_data(input_data, inputs)
+        return [random_inputs(list(inputs), seed)]
+    return read_input_data(input_data, list(inputs))
 
 
 class OnnxModel(Workload):
@@ -110,11 +125,34 @@ class OnnxModel(Workload):
 
     def __init__(self, params: OnnxParams) -> None:
         super().__init__(params)
-        self.signature = signature_of(params.model)
+        #: None until a remote server declares it, for a model the harness does not have.
+        self.signature = signature_of(params.model) if params.model is not None else None
         self._session: Any = None
         self._prepared: dict[tuple[Any, ...], Tensors] = {}
 
+    @property
+    def computable(self) -> bool:
+        return self.params.model is not None
+
+    @property
+    def input_data_file(self) -> Path | None:
+        return self.params.input_data
+
+    def declare_tensors(self, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+        """Adopt the deployment's inputs (no local model), or check they are the model's."""
+        if self.signature is None:
+            self.signature = Signature(inputs, outputs, batched=True)
+            return
+        ours = {spec.name: spec.dtype for spec in self.signature.inputs}
+        theirs = {spec.name: spec.dtype for spec in inputs}
+        if ours != theirs:
+            raise ValueError(
+                f"the deployment's inputs ({_describe(theirs)}) are not those of "
+                f"{self.params.model} ({_describe(ours)})"
+            )
+
     def setup(self) -> None:
+        assert self.params.model is not None, "no local model to run"
         ort = require("onnxruntime", "onnxruntime")
         options = ort.SessionOptions()
         if self.params.threads:
@@ -124,13 +162,18 @@ class OnnxModel(Workload):
         )
 
     def requests(self) -> list[Tensors]:
-        return self.params.requests()
+        if self.signature is None:
+            raise ValueError(
+                f"{self.params.input_data}: the model's inputs are not known yet "
+                "(no model file, and no remote server has declared them)"
+            )
+        return self.params.requests(self.signature.inputs)
 
     def make_request(self) -> Tensors:
         return self.requests()[0]
 
     def compute(self, batch: Sequence[Tensors]) -> list[Tensors]:
-        assert self._session is not None, "setup() was not called"
+        assert self._session is not None and self.signature is not None, "setup() not called"
         names = [spec.name for spec in self.signature.outputs]
         shapes = {tuple(array.shape for array in request.values()) for request in batch}
         if not self.signature.batched or len(shapes) > 1:
@@ -146,6 +189,7 @@ class OnnxModel(Workload):
         ]
 
     def _run_one(self, names: list[str], request: Tensors) -> Tensors:
+        assert self.signature is not None
         batched = self.signature.batched
         feeds = {name: array[None, ...] if batched else array for name, array in request.items()}
         outputs = self._session.run(names, feeds)
@@ -155,7 +199,11 @@ class OnnxModel(Workload):
         }
 
     def reply_without_compute(self, request: Tensors) -> Tensors:
-        """Zeros shaped like the model's reply to a request of these shapes (computed once)."""
+        """Zeros shaped like the model's reply to a request of these shapes (computed once).
+        Without a model file only the null system (the client ceiling) asks: it gets the
+        request back, having nothing to shape a reply by."""
+        if not self.computable:
+            return request
         key = tuple((name, array.shape) for name, array in request.items())
         if key not in self._prepared:
             reply = self.expected_reply(request)
@@ -166,3 +214,7 @@ class OnnxModel(Workload):
         if self._session is None:
             self.setup()
         return self.compute([request])[0]
+
+
+def _describe(tensors: dict[str, np.dtype]) -> str:
+    return ", ".join(f"{name} {dtype.name}" for name, dtype in sorted(tensors.items()))
