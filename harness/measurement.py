@@ -78,12 +78,15 @@ class Timing:
 
 @dataclass(frozen=True)
 class Probe:
-    """Readings taken at a window boundary: CPU seconds used so far and server counters."""
+    """Readings taken at a window boundary: CPU seconds used so far, server counters and
+    the local GPUs' utilisation and memory."""
 
     t_ns: int
     client_cpu_s: float
     server_cpu_s: float | None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: Local GPUs through NVML (:func:`harness.gpu.sample`); None without one.
+    gpu: dict[str, float] | None = None
 
 
 @dataclass

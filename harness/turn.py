@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from engines.workloads import Workload
+from harness import gpu
 from harness.distributed.cluster import current as current_cluster
 from harness.distributed.host import RayHost
 from harness.loadgen import Host, ProcessHost, ThreadHost, all_ready, clock, drive, plans
@@ -47,7 +48,7 @@ def _cpu_seconds(pids: Sequence[int], with_children: bool) -> float:
 
 
 def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe]:
-    """Readings at each window boundary: client and server CPU used so far."""
+    """Readings at each window boundary: client and server CPU used so far, local GPUs."""
 
     def probe() -> Probe:
         server = system.server_pids()
@@ -55,6 +56,7 @@ def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe
             t_ns=clock(),
             client_cpu_s=_cpu_seconds(client_pids, with_children=False),
             server_cpu_s=_cpu_seconds(server, with_children=True) if server else None,
+            gpu=gpu.sample(),
         )
 
     return probe
