@@ -16,6 +16,7 @@ import pytest
 from engines.triton.perf_analyzer import input_data
 from engines.workloads import create_workload
 from harness.equivalence import digest, mismatch
+from harness.errors import InputError
 from harness.runner import RunOptions, run_scenario
 from harness.scenario import load_scenario
 from harness.storage import ResultStore
@@ -230,6 +231,10 @@ def test_a_remote_model_without_its_file_is_measured_and_its_replies_compared(
         )
         path = write_scenario(data, "remote.yaml")
         records = {r.label: r for r in run(path, tmp_path)}
+        (tmp_path / "bad.json").write_text(json.dumps({"data": [{"a": [1, 2, 3, 4], "z": [1]}]}))
+        bad = {**data, "workload": {"name": "onnx", "input_data": "bad.json"}}
+        with pytest.raises(InputError, match=r"^http: .*bad\.json: data\[0\]: unknown tensor 'z'"):
+            run(write_scenario(bad, "bad.yaml"), tmp_path)
         local = {**data, "systems": ["pipe", {"name": "triton", "options": http}]}
         refused = bench("run", str(write_scenario(local, "local.yaml")))
     for record in records.values():

@@ -142,6 +142,7 @@ class OnnxModel(Workload):
         """Adopt the deployment's inputs (no local model), or check they are the model's."""
         if self.signature is None:
             self.signature = Signature(inputs, outputs, batched=True)
+            self.requests()  # the input-data file must fit them: a ValueError says where
             return
         ours = {spec.name: spec.dtype for spec in self.signature.inputs}
         theirs = {spec.name: spec.dtype for spec in inputs}
