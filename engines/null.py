@@ -40,6 +40,7 @@ class NullSystem(System):
     """No server, no work: the client ceiling."""
 
     computes = False
+    named_tensors = True
     _started = False
 
     def start(self) -> None:

@@ -14,7 +14,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 
-from harness import histogram
+from harness import gpu, histogram
 from harness.distributed.report import merge_reports
 from harness.interference import machine_cpus
 from harness.measurement import CANCELLED, ERROR, OK, STABLE_SET, TIMEOUT, Run, Samples
@@ -156,6 +156,9 @@ def summarize(
     times = server_times(system, runs)
     if times is not None:
         record.server_stats["server_times"] = times
+    used = gpu.summarize([p.gpu for run in runs for p in (run.probe_start, run.probe_end) if p])
+    if used is not None:
+        record.server_stats["gpu"] = used
     reports = [run.reported for run in runs if run.reported]
     if reports:
         record.server_stats["load_generator_reports"] = reports

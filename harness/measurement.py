@@ -78,7 +78,8 @@ class Timing:
 
 @dataclass(frozen=True)
 class Probe:
-    """Readings taken at a window boundary: CPU seconds used so far and server counters."""
+    """Readings taken at a window boundary: CPU seconds used so far, server counters and
+    the local GPUs' utilisation and memory."""
 
     t_ns: int
     client_cpu_s: float
@@ -87,6 +88,8 @@ class Probe:
     #: CPU seconds the machine spent outside the harness's process tree (a running total;
     #: see :mod:`harness.interference`). None where not read.
     others_cpu_s: float | None = None
+    #: Local GPUs through NVML (:func:`harness.gpu.sample`); None without one.
+    gpu: dict[str, float] | None = None
 
 
 @dataclass

@@ -156,6 +156,12 @@ class PointRecord(_Model):
     #: Set when the point could not be measured at all (the system failed).
     failure: str | None = None
     server_stats: dict[str, Any] = Field(default_factory=dict)
+    #: How the system's replies were checked before it was measured (harness/equivalence.py):
+    #: ``method`` (``expected``: the harness's own reply; ``prepared``: the no-compute
+    #: reply; ``compared``: a reply the harness cannot compute, compared with
+    #: ``compared_with``'s), ``requests`` checked and ``digest`` (sha256 of the replies'
+    #: canonical bytes).
+    reply_check: dict[str, Any] | None = None
     #: Latency of the OK replies of all repeats' measured windows as an HdrHistogram in its
     #: standard compressed base64 encoding (values in microseconds, 1 µs to the request
     #: deadline, 3 significant digits): any HdrHistogram tool decodes, merges and plots it.

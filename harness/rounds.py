@@ -22,14 +22,15 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from engines.workloads import Workload, create_workload
 from harness.affinity import Placement, plan
 from harness.aggregate import judge, summarize
-from harness.equivalence import check_equivalent
-from harness.errors import BenchError, SystemFailure
+from harness.equivalence import ReplyPeers, check_equivalent
+from harness.errors import BenchError, InputError, SystemFailure
 from harness.interference import machine_cpus
 from harness.measurement import Run
 from harness.results import PointRecord, Ratio
@@ -94,15 +95,30 @@ class Contender:
     retaken: int = 0
     #: The CPUs its servers are pinned to after every start (see :mod:`harness.affinity`).
     placement: Placement = field(default_factory=lambda: plan("none"))
+    #: The run's systems whose replies the harness cannot compute, compared with each other.
+    peers: ReplyPeers = field(default_factory=ReplyPeers)
+    #: How its replies were checked before it was measured, and their digest.
+    reply_check: dict[str, Any] | None = None
 
     @classmethod
     def create(
-        cls, scenario: Scenario, spec: SystemSpec, placement: Placement | None = None
+        cls,
+        scenario: Scenario,
+        spec: SystemSpec,
+        placement: Placement | None = None,
+        peers: ReplyPeers | None = None,
     ) -> Contender:
         own = scenario.for_system(spec)
         workload = create_workload(own.workload.name, own.workload.options)
-        placement = placement or plan("none")
-        return cls(spec, own, workload, create_system(spec, own), placement=placement)
+        system = create_system(spec, own)
+        return cls(
+            spec,
+            own,
+            workload,
+            system,
+            placement=placement or plan("none"),
+            peers=peers or ReplyPeers(),
+        )
 
     @property
     def label(self) -> str:
@@ -114,8 +130,13 @@ class Contender:
         self.running = True
         self.system.ready(READY_TIMEOUT_S)
         self.placement.place_servers(self.system.server_pids())
+        if first and (declared := self.system.declared_tensors()) is not None:
+            try:
+                self.workload.declare_tensors(*declared)
+            except ValueError as exc:
+                raise InputError(f"{self.spec.column}: {exc}") from None
         if first:
-            check_equivalent(self.system, self.spec, self.workload)
+            self.reply_check = check_equivalent(self.system, self.spec, self.workload, self.peers)
             self.own = self.system.load_generator()
             self.idle_cpu_pct = self._idle_cpu_pct()
             self.restart = self.idle_cpu_pct > IDLE_TRIFLE_PCT
@@ -260,6 +281,7 @@ def point_records(
             record.load_generator = "ray" if "load_nodes" in record.server_stats else several
         record.retaken_turns = contender.retaken
         judge(record, load, ceilings.get(contender.label))
+        record.reply_check = contender.reply_check
         if contender.failure:
             record.failure = contender.failure  # it died during this point: numbers void
         records[contender.label] = record

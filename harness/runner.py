@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.workloads import Workload, create_workload
+from engines.workloads import Workload
 from harness.affinity import Placement, plan
+from harness.equivalence import ReplyPeers
 from harness.errors import BenchError, InputError
 from harness.loadgen import drive
 from harness.measurement import Run, Timing
@@ -90,16 +91,17 @@ class Ceilings:
             return None  # another load generator, or the ceiling itself
         key = (client_processes(system, load, point), senders_of(load, point))
         if key not in self._found:
-            self._found[key] = self._measure(*key, load)
+            self._found[key] = self._measure(*key, load, contender.workload)
         return self._found[key]
 
-    def _measure(self, processes: int, senders: int, load: Load) -> float:
+    def _measure(self, processes: int, senders: int, load: Load, workload: Workload) -> float:
+        """The null system's QPS sending ``workload``'s requests (the contender's own: a
+        remote model's requests exist once its server declared their tensors)."""
         null_load = load.model_copy(
             update={"clients": [senders], "rates": None, "client_processes": processes}
         )
         scenario = self._scenario.model_copy(update={"load": null_load})
         spec = SystemSpec(name="null")
-        workload = create_workload(scenario.workload.name, scenario.workload.options)
         with create_system(spec, scenario) as null:
             null.start()
             run = _ceiling_run(null, workload, null_load, senders)
@@ -138,9 +140,10 @@ def _start_all(
     """Start every system once; those that fail to start are reported, not measured."""
     contenders: list[Contender] = []
     failed: dict[str, str] = {}
+    peers = ReplyPeers()
     for spec in scenario.systems:
         progress.message(f"starting {spec.column}")
-        contender = Contender.create(scenario, spec, placement)
+        contender = Contender.create(scenario, spec, placement, peers)
         contenders.append(contender)
         try:
             contender.start(first=True)

@@ -451,8 +451,34 @@ def load_scenario(path: str | Path) -> Scenario:
         raise InputError(f"{path}: {_describe(exc, Scenario)}") from None
     except RecursionError:
         raise InputError(f"{path}: (top level): nested too deeply") from None
+    scenario = _resolve_paths(path, scenario)
     _check_plugin_options(path, scenario)
     return scenario
+
+
+def _resolve_paths(path: Path, scenario: Scenario) -> Scenario:
+    """The workload's file parameters (``Workload.paths``) made absolute, relative to the
+    scenario's folder: servers run in other working directories."""
+    fields = workload_class(scenario.workload.name).paths
+    if not fields:
+        return scenario
+    base = path.resolve().parent
+
+    def absolute(options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: str(base / Path(value).expanduser())
+            if key in fields and isinstance(value, str) and value
+            else value
+            for key, value in options.items()
+        }
+
+    workload = WorkloadSpec.model_validate(
+        {"name": scenario.workload.name, **absolute(scenario.workload.options)}
+    )
+    systems = [
+        spec.model_copy(update={"workload": absolute(spec.workload)}) for spec in scenario.systems
+    ]
+    return scenario.model_copy(update={"workload": workload, "systems": systems})
 
 
 def _check_plugin_options(path: Path, scenario: Scenario) -> None:
@@ -478,6 +504,24 @@ def _check_plugin_options(path: Path, scenario: Scenario) -> None:
             model.model_validate(options)
         except ValidationError as exc:
             raise InputError(f"{path}: {_describe(exc, model, prefix)}") from None
+    workload = workload_class(scenario.workload.name).from_options(scenario.workload.options)
+    if not workload.computable:
+        for index, spec in enumerate(scenario.systems):
+            cls = system_class(spec.name)
+            if not (cls.declares_tensors and cls(spec, scenario).remote):
+                raise InputError(
+                    f"{path}: systems.{index}: {spec.column} cannot serve workload "
+                    f"{scenario.workload.name} without its model file: only a remote triton "
+                    "(options.url) can, or give workload.model"
+                )
+    if workload.named:
+        for index, spec in enumerate(scenario.systems):
+            if not system_class(spec.name).named_tensors:
+                raise InputError(
+                    f"{path}: systems.{index}.name: {spec.name} cannot carry the named "
+                    f"tensors of workload {scenario.workload.name} (pipe, pipe+thrift, thrift, "
+                    "triton and triton-rpc can)"
+                )
     if scenario.serving.as_deployed:
         local = [s.column for s in scenario.systems if not system_class(s.name)(s, scenario).remote]
         if local:
@@ -512,5 +556,6 @@ def override(path: Path, scenario: Scenario, changes: dict[str, Any]) -> Scenari
         raise InputError(
             f"{path}: {_describe(exc, Scenario)} (after the command line's overrides)"
         ) from None
+    changed = _resolve_paths(path, changed)
     _check_plugin_options(path, changed)
     return changed

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from engines.workloads.tensors import TensorSpec
     from harness.measurement import Probe, Run, Timing
     from harness.scenario import Scenario, SystemSpec
 
@@ -83,6 +84,12 @@ class System(ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     #: False for the pure-RPC systems: they reply with the workload's prepared reply.
     computes: ClassVar[bool] = True
+    #: True when its clients and servers carry named multi-tensor requests and replies
+    #: (``dict[str, ndarray]``, the ``onnx`` workload) end to end.
+    named_tensors: ClassVar[bool] = False
+    #: True when a remote deployment of it declares its model's tensors
+    #: (:meth:`declared_tensors`), so it can serve a model the harness does not have.
+    declares_tensors: ClassVar[bool] = False
 
     def __init__(self, spec: SystemSpec, scenario: Scenario) -> None:
         self.spec = spec
@@ -145,6 +152,10 @@ class System(ABC):
     def remote(self) -> bool:
         """True for a deployment the harness only reaches: it starts and stops nothing."""
         return False
+
+    def declared_tensors(self) -> tuple[list[TensorSpec], list[TensorSpec]] | None:
+        """The inputs and outputs the deployment declares (read once it is ready), or None."""
+        return None
 
     def endpoints(self) -> dict[str, str]:
         """Addresses other tools connect to (``bench serve`` prints them); {} in-process."""

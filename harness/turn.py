@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import psutil
 
 from engines.workloads import Workload
+from harness import gpu
 from harness.distributed.cluster import current as current_cluster
 from harness.distributed.host import RayHost
 from harness.interference import others_cpu_s
@@ -47,8 +49,8 @@ def _cpu_seconds(pids: Sequence[int], with_children: bool) -> float:
 
 
 def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe]:
-    """Readings at each window boundary: client and server CPU used so far, and the CPU
-    the rest of the machine used (to see a turn that other work disturbed)."""
+    """Readings at each window boundary: client and server CPU used so far, local GPUs,
+    and the CPU the rest of the machine used (to see a turn that other work disturbed)."""
 
     def probe() -> Probe:
         server = system.server_pids()
@@ -57,6 +59,7 @@ def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe
             client_cpu_s=_cpu_seconds(client_pids, with_children=False),
             server_cpu_s=_cpu_seconds(server, with_children=True) if server else None,
             others_cpu_s=others_cpu_s(),
+            gpu=gpu.sample(),
         )
 
     return probe
@@ -102,10 +105,23 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
             for client in clients:
                 client.close()
             raise
-        return [ThreadHost(clients, [workload.make_request() for _ in clients], plan)]
+        return [ThreadHost(clients, _in_turn(workload.requests(), len(clients)), plan)]
+    # Each client process (or load node) sends one of the workload's requests.
+    requests = _in_turn(workload.requests(), len(host_plans))
     if cluster is not None:
-        return list(cluster.hosts(factory, workload.make_request(), host_plans))
-    return all_ready([ProcessHost(factory, workload.make_request(), plan) for plan in host_plans])
+        return list(cluster.hosts(factory, requests, host_plans))
+    return all_ready(
+        [
+            ProcessHost(factory, request, plan)
+            for request, plan in zip(requests, host_plans, strict=True)
+        ]
+    )
+
+
+def _in_turn(requests: list[Any], count: int) -> list[Any]:
+    """``count`` senders' requests: the workload's requests (an input-data file's steps)
+    taken in turn."""
+    return [requests[index % len(requests)] for index in range(count)]
 
 
 def measure_turn(

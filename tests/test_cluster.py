@@ -68,7 +68,7 @@ def session():
 
 def _hosts(session, senders: int) -> list[RayHost]:
     count = session.host_count(1)
-    return session.hosts(SleepyClient, REQUEST, plans("closed", senders, count, 5.0))
+    return session.hosts(SleepyClient, [REQUEST] * count, plans("closed", senders, count, 5.0))
 
 
 def _alive_actors() -> int:

@@ -208,8 +208,8 @@ def test_every_system_gives_the_expected_reply(case, make_scenario):
 
 
 def test_every_workload_is_registered_and_builds_its_request():
-    assert set(REGISTRY) >= {"echo", "sum", "jpeg", "resnet18", "resnet50"}
-    for name in REGISTRY:
+    assert set(REGISTRY) >= {"echo", "sum", "jpeg", "resnet18", "resnet50", "onnx"}
+    for name in sorted(set(REGISTRY) - {"onnx"}):  # onnx needs a model: test_onnx_workload.py
         assert isinstance(create_workload(name, {}).make_request(), np.ndarray)
 
 

@@ -81,6 +81,7 @@ class _PipeClient:
 
 class PipeSystem(System):
     Options = PipeOptions
+    named_tensors = True
     options: PipeOptions
     _pipe: Pipe | None = None
 

@@ -11,7 +11,7 @@ from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TBufferedTransport, TTransportException
 
 from engines.thrift.gen.pipebench_rpc import Inference
-from engines.thrift.wire import Protocol, from_tensor, to_tensor
+from engines.thrift.wire import Protocol, from_named, from_tensor, to_named, to_tensor
 
 
 class ThriftClient:
@@ -23,7 +23,10 @@ class ThriftClient:
         self._transport.open()
         socket_.handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def call(self, request: np.ndarray) -> np.ndarray:
+    def call(self, request: np.ndarray | dict[str, np.ndarray]) -> Any:
+        """One request: an array (``infer``), or named arrays (``infer_named``)."""
+        if isinstance(request, dict):
+            return from_named(self._rpc.infer_named(to_named(request)))
         return from_tensor(self._rpc.infer(to_tensor(request)))
 
     def ping(self) -> bool:

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from thrift.server.TServer import TThreadPoolServer
 from thrift.transport.TSocket import TServerSocket
 from thrift.transport.TTransport import TBufferedTransportFactory
@@ -22,7 +21,7 @@ from thrift.transport.TTransport import TBufferedTransportFactory
 from engines.pipe.engine import Pipe
 from engines.thrift.gen.pipebench_rpc import Inference
 from engines.thrift.gen.pipebench_rpc.ttypes import InferenceError, Tensor
-from engines.thrift.wire import ProtocolFactory, from_tensor, to_tensor
+from engines.thrift.wire import ProtocolFactory, from_named, from_tensor, to_named, to_tensor
 from engines.workloads import create_workload
 
 READY = "READY"
@@ -32,17 +31,19 @@ class EngineHandler:
     """``pipe+thrift`` and ``torchpipe+thrift``: every request goes through the engine, so
     the two differ only in the engine that ``call`` reaches."""
 
-    def __init__(
-        self,
-        call: Callable[[np.ndarray], np.ndarray],
-        stats: Callable[[], dict[str, Any]] = dict,
-    ) -> None:
+    def __init__(self, call: Callable[[Any], Any], stats: Callable[[], dict[str, Any]] = dict):
         self._call = call
         self._stats = stats
 
     def infer(self, request: Tensor) -> Tensor:
         try:
             return to_tensor(self._call(from_tensor(request)))
+        except Exception as exc:
+            raise InferenceError(message=f"{type(exc).__name__}: {exc}") from exc
+
+    def infer_named(self, inputs: list[Tensor]) -> list[Tensor]:
+        try:
+            return to_named(self._call(from_named(inputs)))
         except Exception as exc:
             raise InferenceError(message=f"{type(exc).__name__}: {exc}") from exc
 
@@ -61,6 +62,9 @@ class NullHandler:
 
     def infer(self, request: Tensor) -> Tensor:
         return to_tensor(self._workload.reply_without_compute(from_tensor(request)))
+
+    def infer_named(self, inputs: list[Tensor]) -> list[Tensor]:
+        return to_named(self._workload.reply_without_compute(from_named(inputs)))
 
     def ping(self) -> bool:
         return True

@@ -59,6 +59,7 @@ class ThriftSystem(System):
     Options: ClassVar[type[BaseModel]] = ThriftOptions
     mode: ClassVar[str] = "null"
     computes = False
+    named_tensors = True
     _process: ServerProcess | None = None
     _host: str = "127.0.0.1"
     _port: int | None = None
@@ -198,6 +199,7 @@ class TorchpipeThriftSystem(ThriftSystem):
     Options = TorchpipeOptions
     mode = "torchpipe"
     computes = True
+    named_tensors = False  # the core's python backend takes one array per request
 
     def server_config(self) -> dict[str, Any]:
         check_available(self)  # a clear reason here, not a server that dies starting

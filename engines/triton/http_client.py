@@ -24,6 +24,8 @@ from tritonclient.utils import (
     triton_to_np_dtype,
 )
 
+from engines.triton.client import scalars_back, with_batch
+
 _HEAD_END = b"\r\n\r\n"
 
 
@@ -41,6 +43,7 @@ class LeanHttpClient:
         timeout_s: float,
         input_name: str = "INPUT",
         output_name: str = "OUTPUT",
+        scalar_outputs: tuple[str, ...] = (),
     ) -> None:
         host, _, port = url.rpartition(":")
         self._address = (host, int(port))
@@ -49,6 +52,7 @@ class LeanHttpClient:
         self._timeout_s = timeout_s
         self._input_name = input_name
         self._output_name = output_name
+        self._scalars = scalar_outputs
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
         self._request: Any = None
@@ -61,28 +65,30 @@ class LeanHttpClient:
         self._sock, self._buffer = sock, bytearray()
         return sock
 
-    def _prepare(self, request: np.ndarray) -> None:
-        batch = np.ascontiguousarray(request[None, ...])
-        datatype = np_to_triton_dtype(batch.dtype)
-        if datatype == "BYTES":  # 4-byte length + bytes per element, as tritonclient sends
-            serialized = serialize_byte_tensor(batch)
-            data = serialized.item() if serialized.size else b""
+    def _prepare(self, request: np.ndarray | dict[str, np.ndarray]) -> None:
+        """The whole HTTP message: an array is the input ``input_name`` and only
+        ``output_name`` comes back; named arrays are the inputs and every output comes back."""
+        named = request if isinstance(request, dict) else {self._input_name: request}
+        inputs, chunks = [], []
+        for name, array in named.items():
+            batch = np.ascontiguousarray(with_batch(array))
+            datatype, data = _binary(batch)
+            inputs.append(
+                {
+                    "name": name,
+                    "shape": list(batch.shape),
+                    "datatype": datatype,
+                    "parameters": {"binary_data_size": len(data)},
+                }
+            )
+            chunks.append(data)
+        body: dict[str, Any] = {"inputs": inputs}
+        if isinstance(request, dict):
+            body["parameters"] = {"binary_data_output": True}
         else:
-            data = batch.tobytes()
-        header = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": self._input_name,
-                        "shape": list(batch.shape),
-                        "datatype": datatype,
-                        "parameters": {"binary_data_size": len(data)},
-                    }
-                ],
-                "outputs": [{"name": self._output_name, "parameters": {"binary_data": True}}],
-            },
-            separators=(",", ":"),
-        ).encode()
+            body["outputs"] = [{"name": self._output_name, "parameters": {"binary_data": True}}]
+        header = json.dumps(body, separators=(",", ":")).encode()
+        data = b"".join(chunks)
         head = (
             f"POST /v2/models/{self._model}/infer HTTP/1.1\r\n"
             f"Host: {self._url}\r\n"
@@ -93,7 +99,7 @@ class LeanHttpClient:
         self._message = head.encode() + header + data
         self._request = request
 
-    def call(self, request: np.ndarray) -> np.ndarray:
+    def call(self, request: np.ndarray | dict[str, np.ndarray]) -> Any:
         if request is not self._request:
             self._prepare(request)
         sock = self._sock or self._connect()
@@ -105,7 +111,7 @@ class LeanHttpClient:
             raise
         if status != 200:
             raise TritonHttpError(f"HTTP {status}: {_error_text(body)}")
-        return self._output(headers, body)
+        return self._outputs(headers, body, named=isinstance(request, dict))
 
     def _read_reply(self, sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         buffer = self._buffer
@@ -134,17 +140,21 @@ class LeanHttpClient:
             raise ConnectionError("Triton closed the connection")
         self._buffer += chunk
 
-    def _output(self, headers: dict[str, str], body: bytes) -> np.ndarray:
+    def _outputs(self, headers: dict[str, str], body: bytes, named: bool) -> Any:
+        """``output_name``'s row, or every output's row by name (``named``)."""
         json_size = int(headers.get("inference-header-content-length", len(body)))
         reply = json.loads(body[:json_size])
-        offset = json_size
+        offset, found = json_size, {}
         for output in reply.get("outputs", []):
             size = output.get("parameters", {}).get("binary_data_size")
-            if output["name"] == self._output_name:
-                raw = body[offset : offset + size] if size is not None else None
-                return _tensor(output, raw)[0]
+            raw = body[offset : offset + size] if size is not None else None
+            found[output["name"]] = _tensor(output, raw)[0]
             offset += size or 0
-        raise TritonHttpError(f"no output {self._output_name!r} in the reply")
+        if named:
+            return scalars_back(found, self._scalars)
+        if self._output_name not in found:
+            raise TritonHttpError(f"no output {self._output_name!r} in the reply")
+        return found[self._output_name]
 
     def _drop(self) -> None:
         if self._sock is not None:
@@ -153,6 +163,16 @@ class LeanHttpClient:
 
     def close(self) -> None:
         self._drop()
+
+
+def _binary(batch: np.ndarray) -> tuple[str, bytes]:
+    """A batch's Triton datatype and bytes (BYTES: 4-byte length + bytes per element, as
+    tritonclient sends them)."""
+    datatype = np_to_triton_dtype(batch.dtype)
+    if datatype == "BYTES":
+        serialized = serialize_byte_tensor(batch)
+        return datatype, serialized.item() if serialized.size else b""
+    return datatype, batch.tobytes()
 
 
 def _tensor(output: dict[str, Any], raw: bytes | None) -> np.ndarray:

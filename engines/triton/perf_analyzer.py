@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -122,17 +122,28 @@ def library_dir(target: Path) -> Path:
     return target
 
 
-def input_data(request: np.ndarray, input_name: str) -> dict[str, Any]:
-    """perf_analyzer's ``--input-data`` JSON for the workload's own request."""
-    if request.dtype == object:
+def input_data(requests: Sequence[Any], input_name: str) -> dict[str, Any]:
+    """perf_analyzer's ``--input-data`` JSON for the workload's own requests, one step
+    each: an array is the tensor ``input_name``, named arrays are named tensors."""
+    steps = [
+        {
+            name: _tensor_data(array)
+            for name, array in (r.items() if isinstance(r, dict) else [(input_name, r)])
+        }
+        for r in requests
+    ]
+    return {"data": steps}
+
+
+def _tensor_data(array: np.ndarray) -> dict[str, Any]:
+    if array.dtype == object:
         content: Any = [
             item.decode("utf-8") if isinstance(item, bytes) else str(item)
-            for item in request.reshape(-1)
+            for item in array.reshape(-1)
         ]
-        return {"data": [{input_name: {"content": content, "shape": list(request.shape)}}]}
-    data = np.ascontiguousarray(request)
-    encoded = base64.b64encode(data.tobytes()).decode()
-    return {"data": [{input_name: {"b64": encoded, "shape": list(request.shape)}}]}
+        return {"content": content, "shape": list(array.shape)}
+    encoded = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
+    return {"b64": encoded, "shape": list(array.shape)}
 
 
 def parse_csv(text: str) -> dict[str, float]:
@@ -170,7 +181,9 @@ def _children_cpu_s() -> float:
 
 
 class PerfAnalyzer:
-    """A :class:`harness.system.LoadGenerator` that runs perf_analyzer against Triton."""
+    """A :class:`harness.system.LoadGenerator` that runs perf_analyzer against Triton:
+    ``requests`` are the workload's (written as an input-data file), or the path of the
+    user's own input-data file."""
 
     name = "perf_analyzer"
 
@@ -179,7 +192,7 @@ class PerfAnalyzer:
         url: str,
         protocol: Literal["http", "grpc"],
         model: str,
-        request: np.ndarray,
+        requests: Sequence[Any] | Path,
         mode: Literal["closed", "open"],
         arrival: Literal["poisson", "constant"],
         max_outstanding: int,
@@ -187,7 +200,7 @@ class PerfAnalyzer:
         input_name: str = "INPUT",
     ) -> None:
         self.url, self.protocol, self.model = url, protocol, model
-        self.request, self.input_name = request, input_name
+        self.requests, self.input_name = requests, input_name
         self.mode, self.arrival = mode, arrival
         self.max_outstanding, self.timeout_s = max_outstanding, timeout_s
 
@@ -220,8 +233,11 @@ class PerfAnalyzer:
         exe = binary()
         with tempfile.TemporaryDirectory(prefix="pipebench-pa-", dir=work_dir()) as tmp:
             folder = Path(tmp)
-            data = input_data(self.request, self.input_name)
-            (folder / "input.json").write_text(json.dumps(data))
+            if isinstance(self.requests, Path):  # the user's input-data file, unchanged
+                shutil.copy(self.requests, folder / "input.json")
+            else:
+                data = input_data(self.requests, self.input_name)
+                (folder / "input.json").write_text(json.dumps(data))
             env = dict(os.environ, LD_LIBRARY_PATH=str(library_dir(folder / "lib")))
             before, children_before = probe() if probe else None, _children_cpu_s()
             done = self._execute(self.argv(exe, point, timing, folder), env, timing)

@@ -13,6 +13,7 @@ import shutil
 import sys
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_SOURCE = PROJECT_ROOT / "model_repository" / MODEL_NAME / "1" / "model.py"
 
 _TRITON_TYPES = {
+    "bool": "TYPE_BOOL",
     "uint8": "TYPE_UINT8",
+    "uint16": "TYPE_UINT16",
+    "uint32": "TYPE_UINT32",
+    "uint64": "TYPE_UINT64",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
     "int32": "TYPE_INT32",
     "int64": "TYPE_INT64",
     "float16": "TYPE_FP16",
@@ -66,27 +73,63 @@ def make_backend_dir(target: Path) -> Path:
     return target
 
 
-def _dims(array: np.ndarray) -> str:
-    return "[" + ", ".join(str(d) for d in array.shape) + "]"
-
-
-def _triton_type(array: np.ndarray) -> str:
+def _tensor_config(name: str, arrays: list[np.ndarray]) -> str:
+    """One ``input``/``output`` entry; a dimension that differs between requests is -1."""
+    dtype = arrays[0].dtype
     try:
-        return _TRITON_TYPES[array.dtype.name]
+        triton_type = _TRITON_TYPES[dtype.name]
     except KeyError:
-        raise InputError(f"triton: dtype {array.dtype.name} has no Triton type here") from None
+        raise InputError(f"triton: dtype {dtype.name} has no Triton type here") from None
+    shapes = {array.shape for array in arrays}
+    if len({len(shape) for shape in shapes}) > 1:
+        raise InputError(f"triton: tensor {name} changes rank between requests")
+    dims = [
+        d if len({shape[i] for shape in shapes}) == 1 else -1 for i, d in enumerate(arrays[0].shape)
+    ]
+    # A batched tensor needs a dimension besides the batch: a scalar per request travels
+    # as [1] (Triton's own convention) and the model sees it without it.
+    shape = f"dims: {dims}" if dims else "dims: [1] reshape: { shape: [] }"
+    return f"{{ name: {json.dumps(name)} data_type: {triton_type} {shape} }}"
+
+
+def scalar_outputs(workload: Workload) -> tuple[str, ...]:
+    """The named outputs that are one scalar per request: Triton returns each as [1]
+    (see :func:`_tensor_config`), and the clients give it back its shape."""
+    if not workload.named:
+        return ()
+    reply = workload.reply_without_compute(workload.make_request())
+    return tuple(name for name, array in reply.items() if np.ndim(array) == 0)
+
+
+def _tensors(items: list[Any]) -> dict[str, list[np.ndarray]]:
+    """Requests or replies by tensor name (a single array is ``INPUT``/``OUTPUT``'s)."""
+    found: dict[str, list[np.ndarray]] = {}
+    for item in items:
+        for name, array in item.items() if isinstance(item, dict) else [("", item)]:
+            found.setdefault(name, []).append(array)
+    return found
 
 
 def model_config(scenario: Scenario, workload: Workload, compute: bool) -> str:
+    """``config.pbtxt``: the scenario's serving block and the workload's tensors (from its
+    requests and the replies of the no-compute path, which have the real replies' shapes)."""
     serving = scenario.serving
-    request = workload.make_request()
-    reply = workload.reply_without_compute(request)
+    requests = workload.requests()
+    inputs = _tensors(requests)
+    outputs = _tensors([workload.reply_without_compute(request) for request in requests])
+    input_config = ", ".join(
+        _tensor_config(name or "INPUT", arrays) for name, arrays in inputs.items()
+    )
+    output_config = ", ".join(
+        _tensor_config(name or "OUTPUT", arrays) for name, arrays in outputs.items()
+    )
     parameters = {
         "workload": json.dumps(
             {"name": scenario.workload.name, "options": scenario.workload.options}
         ),
         "pipebench_root": str(PROJECT_ROOT),
         "compute": "workload" if compute else "none",
+        "named": "true" if workload.named else "false",
     }
     params = "\n".join(
         f"parameters: {{ key: {json.dumps(key)} value: {{ string_value: {json.dumps(value)} }} }}"
@@ -96,8 +139,8 @@ def model_config(scenario: Scenario, workload: Workload, compute: bool) -> str:
 backend: "python"
 max_batch_size: {serving.max_batch}
 dynamic_batching {{ max_queue_delay_microseconds: {round(serving.batching_timeout_ms * 1000)} }}
-input [{{ name: "INPUT" data_type: {_triton_type(request)} dims: {_dims(request)} }}]
-output [{{ name: "OUTPUT" data_type: {_triton_type(reply)} dims: {_dims(reply)} }}]
+input [{input_config}]
+output [{output_config}]
 instance_group [{{ count: {serving.instances} kind: KIND_CPU }}]
 {params}
 """

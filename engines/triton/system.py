@@ -12,11 +12,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from engines.triton import metrics
-from engines.triton.client import TritonClient, deployed_serving
+from engines.triton.client import (
+    TritonClient,
+    config_batches,
+    declared_tensors,
+    deployed_serving,
+)
 from engines.triton.http_client import LeanHttpClient
 from engines.triton.perf_analyzer import PerfAnalyzer
+from engines.triton.repository import scalar_outputs
 from engines.triton.server import TritonServer
-from engines.workloads import create_workload
+from engines.workloads import Workload, create_workload
+from engines.workloads.tensors import TensorSpec
 from harness.deployment import check_serving
 from harness.errors import SystemFailure
 from harness.system import System
@@ -96,10 +103,13 @@ class TritonSystem(System):
     """
 
     Options = TritonOptions
+    named_tensors = True
+    declares_tensors = True
     options: TritonOptions
     _server: TritonServer | None = None
     _started: bool = False
     _deployed: dict[str, Any] | None = None
+    _declared: tuple[list[TensorSpec], list[TensorSpec]] | None = None
 
     @property
     def remote(self) -> bool:
@@ -155,9 +165,23 @@ class TritonSystem(System):
                     f"{self.options.url} after {timeout:g} s"
                 )
             time.sleep(0.2)
-        self._deployed = deployed_serving(probe.model_config())
+        config = probe.model_config()
+        self._deployed = deployed_serving(config)
+        self._declared = declared_tensors(probe.model_metadata(), batched=config_batches(config))
         where = f"{self.spec.column} ({self.options.url}, model {self._model()})"
         check_serving(self.scenario, self._deployed, where)
+
+    def declared_tensors(self) -> tuple[list[TensorSpec], list[TensorSpec]] | None:
+        return self._declared
+
+    @property
+    def reply_known(self) -> bool:
+        """A remote model the harness has no file of: its replies are only compared."""
+        return not self.remote or self._workload.computable
+
+    @functools.cached_property
+    def _workload(self) -> Workload:
+        return create_workload(self.scenario.workload.name, self.scenario.workload.options)
 
     def endpoints(self) -> dict[str, str]:
         if self.remote:
@@ -174,21 +198,30 @@ class TritonSystem(System):
         return self.client_factory()()
 
     def client_factory(self) -> Callable[[], TritonClient | LeanHttpClient]:
-        timeout = self.scenario.load.request_timeout_s
+        timeout, scalars = self.scenario.load.request_timeout_s, self._scalar_outputs
         if self.options.client == "lean":
-            return functools.partial(LeanHttpClient, self._url(), self._model(), timeout)
+            return functools.partial(
+                LeanHttpClient, self._url(), self._model(), timeout, scalar_outputs=scalars
+            )
         protocol = self.options.protocol
-        return functools.partial(TritonClient, protocol, self._url(), self._model(), timeout)
+        return functools.partial(
+            TritonClient, protocol, self._url(), self._model(), timeout, scalars
+        )
+
+    @functools.cached_property
+    def _scalar_outputs(self) -> tuple[str, ...]:
+        return scalar_outputs(self._workload) if self._workload.computable else ()
 
     def load_generator(self) -> PerfAnalyzer | None:
         if self.options.client != "perf_analyzer":
             return None
-        load, workload = self.scenario.load, self.scenario.workload
+        load, workload = self.scenario.load, self._workload
+        given = workload.input_data_file
         return PerfAnalyzer(
             self._url(),
             self.options.protocol,
             self._model(),
-            create_workload(workload.name, workload.options).make_request(),
+            given if given is not None else workload.requests(),
             load.mode,
             load.arrival,
             load.max_outstanding,

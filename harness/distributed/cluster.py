@@ -107,10 +107,11 @@ class Session:
         return processes * max(1, len(self.load_nodes()))
 
     def hosts(
-        self, factory: Callable[[], Client], request: Any, plans: Sequence[Plan]
+        self, factory: Callable[[], Client], requests: Sequence[Any], plans: Sequence[Plan]
     ) -> list[RayHost]:
-        """One actor per plan, round-robin over the load nodes, each ready and its clock
-        offset measured; on any failure the ones already created are killed."""
+        """One actor per plan (sending its request of ``requests``), round-robin over the
+        load nodes, each ready and its clock offset measured; on any failure the ones
+        already created are killed."""
         nodes = self.load_nodes()
         if not nodes:
             raise BenchError(
@@ -119,7 +120,7 @@ class Session:
             )
         hosts: list[RayHost] = []
         try:
-            for index, plan in enumerate(plans):
+            for index, (plan, request) in enumerate(zip(plans, requests, strict=True)):
                 node = nodes[index % len(nodes)]
                 hosts.append(RayHost(self.ray, self._actor_class, node, factory, request, plan))
         except BaseException:

@@ -22,14 +22,16 @@ class Tensor(object):
      - dtype
      - shape
      - data
+     - name
 
     """
 
 
-    def __init__(self, dtype=None, shape=None, data=None,):
+    def __init__(self, dtype=None, shape=None, data=None, name=None,):
         self.dtype = dtype
         self.shape = shape
         self.data = data
+        self.name = name
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -60,6 +62,11 @@ class Tensor(object):
                     self.data = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRING:
+                    self.name = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -84,6 +91,10 @@ class Tensor(object):
         if self.data is not None:
             oprot.writeFieldBegin('data', TType.STRING, 3)
             oprot.writeBinary(self.data)
+            oprot.writeFieldEnd()
+        if self.name is not None:
+            oprot.writeFieldBegin('name', TType.STRING, 4)
+            oprot.writeString(self.name.encode('utf-8') if sys.version_info[0] == 2 else self.name)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -180,6 +191,7 @@ Tensor.thrift_spec = (
     (1, TType.STRING, 'dtype', 'UTF8', None, ),  # 1
     (2, TType.LIST, 'shape', (TType.I64, None, False), None, ),  # 2
     (3, TType.STRING, 'data', 'BINARY', None, ),  # 3
+    (4, TType.STRING, 'name', 'UTF8', None, ),  # 4
 )
 all_structs.append(InferenceError)
 InferenceError.thrift_spec = (
