@@ -115,3 +115,12 @@ def test_a_file_without_skips_has_no_skipped_field(tmp_path: Path):
     assert "skipped" not in record.model_dump(mode="json")
     skipped = PointRecord(system="pipe", label="pipe", clients=1, skipped="needs a GPU (TensorRT)")
     assert PointRecord.model_validate(skipped.model_dump(mode="json")).outcome == "skipped"
+
+
+@pytest.mark.skipif(gpu_present(), reason="this machine has a GPU: TensorRT is not skipped")
+def test_serving_a_system_that_cannot_run_here_says_why_in_one_line():
+    done = bench("serve", "scenarios/resnet18_local.yaml", "--system", "pipe-tensorrt", timeout=60)
+    assert done.returncode == 1
+    assert (done.stdout + done.stderr).strip().splitlines() == [
+        "error: pipe-tensorrt: cannot run on this machine: needs a GPU (TensorRT)"
+    ]
