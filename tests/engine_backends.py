@@ -44,13 +44,12 @@ class InitFails(Backend):
 
 
 class WhereAmI(Backend):
-    """Replies with the process id and the thread that ran the batch (after ``delay`` s)."""
+    """Replies with the process id and the thread that ran the batch."""
 
     def init(self, params: dict[str, Any]) -> None:
         import threading
 
         self.init_thread = threading.current_thread().name
-        self.delay = float(params.get("delay", 0.0))
 
     def forward(self, batch: Sequence[Any]) -> list[Any]:
         import threading
@@ -59,7 +58,6 @@ class WhereAmI(Backend):
             os._exit(17)
         if any(x == "hang" for x in batch):
             time.sleep(3600)
-        time.sleep(self.delay)
         return [(os.getpid(), self.init_thread, threading.current_thread().name) for _ in batch]
 
 

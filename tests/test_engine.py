@@ -254,38 +254,6 @@ def test_caller_timeout_is_honoured():
         blocker.join()
 
 
-def test_a_queued_caller_is_handed_the_instance_and_runs_on_its_own_thread():
-    """Batches of one: no worker thread runs a queued request; each caller runs its own
-    as the instance frees, in arrival order, and its queue wait is counted."""
-    with Pipe({"backend": "test.where", "params": {"delay": 0.2}}) as pipe:
-        ran_on: dict[str, str] = {}
-
-        def call(value: int) -> None:
-            ran_on[threading.current_thread().name] = pipe(value, timeout=30)[2]
-
-        threads = [threading.Thread(target=call, args=(i,), name=f"caller-{i}") for i in range(4)]
-        for thread in threads:
-            thread.start()
-            time.sleep(0.02)  # arrive while the instance is busy
-        for thread in threads:
-            thread.join()
-        stats = pipe.stats()
-    assert ran_on == {name: name for name in ran_on} and len(ran_on) == 4
-    assert stats["requests"] == 4 and stats["queue_wait_ms_mean"] > 0
-
-
-def test_a_caller_that_times_out_in_the_queue_drops_its_request():
-    with Pipe({"backend": "test.recorder", "params": {"delay": 0.3}}) as pipe:
-        blocker = threading.Thread(target=pipe, args=(0,))
-        blocker.start()
-        time.sleep(0.02)
-        with pytest.raises(TimeoutError):
-            pipe(1, timeout=0.05)
-        blocker.join()
-        assert pipe(2, timeout=10) == 2
-    assert Recorder.seen == [[0], [2]]
-
-
 def test_process_instances_run_in_their_own_processes():
     with Pipe({"backend": "test.where", "instance_num": 2, "kind": "process"}) as pipe:
         pids = {reply[0] for reply in call_concurrently(pipe, range(20)).values()}

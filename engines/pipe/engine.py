@@ -9,10 +9,6 @@ Scheduling happens under one lock and nothing ever polls:
   a worker thread, parked on its own lock while idle; an arrival wakes one idle worker,
   which forms a batch (waiting, if the policy says so, until an arrival or its deadline
   wakes it) and keeps serving the queue until it is empty. Order is FIFO.
-- Where batches are of one (``max`` 1), a caller that finishes on a borrowed instance
-  hands it straight to the first queued caller, which runs its own request on its own
-  thread: that caller had to be woken anyway, and no worker thread is woken to run the
-  request and then wake it (two thread switches, each a fight for the GIL, instead of one).
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ class PipeClosedError(RuntimeError):
 class _Request:
     """A queued request: its data, then its reply or error, and a lock to wait on."""
 
-    __slots__ = ("_done", "data", "enqueued", "error", "future", "instance", "result")
+    __slots__ = ("_done", "data", "enqueued", "error", "future", "result")
 
     def __init__(self, data: Any, enqueued: float, future: Future[Any] | None = None) -> None:
         self.data = data
@@ -46,15 +42,8 @@ class _Request:
         self.future = future
         self.result: Any = None
         self.error: BaseException | None = None
-        #: An instance handed to the waiting caller to run this request itself.
-        self.instance: _Instance | None = None
         self._done = threading.Lock()
         self._done.acquire()
-
-    def hand(self, instance: _Instance) -> None:
-        """Wake the waiting caller with an instance to run its request on."""
-        self.instance = instance
-        self._done.release()
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         self.result, self.error = result, error
@@ -65,11 +54,9 @@ class _Request:
             else:
                 self.future.set_exception(error)
 
-    def wait(self, timeout: float | None) -> bool:
-        """Sleep until finished or handed an instance; False after ``timeout`` seconds."""
-        return self._done.acquire(timeout=-1 if timeout is None else timeout)
-
-    def outcome(self) -> Any:
+    def wait(self, timeout: float | None) -> Any:
+        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError(f"no reply within {timeout} s")
         if self.error is not None:
             raise self.error
         return self.result
@@ -108,7 +95,6 @@ class Pipe:
         self._closed = False
         backend_cls = backend_class(cfg.backend)
         self._inline = cfg.kind == "process" or not getattr(backend_cls, "thread_affine", False)
-        self._hand_off = self._inline and cfg.max == 1
         self._instances = [_Instance(i) for i in range(cfg.instance_num)]
         for instance in self._instances:
             self._start(instance)
@@ -123,13 +109,8 @@ class Pipe:
                 request = _Request(data, now)
                 self._enqueue(request)
         if instance is None:
-            if not request.wait(timeout):
-                self._abandon(request)
-                raise TimeoutError(f"no reply within {timeout} s")
-            if request.instance is None:
-                return request.outcome()
-            return self._run_borrowed(request.instance, data, monotonic() - now)
-        return self._run_borrowed(instance, data, 0.0)
+            return request.wait(timeout)
+        return self._run_borrowed(instance, data, now)
 
     def submit(self, data: Any) -> Future[Any]:
         """Queue ``data`` and return at once; the future holds the reply or the error."""
@@ -153,20 +134,6 @@ class Pipe:
         """Run many requests at once (they may share batches); replies in order."""
         futures = [self.submit(item) for item in items]
         return [future.result(timeout) for future in futures]
-
-    def _abandon(self, request: _Request) -> None:
-        """A caller gives up waiting: drop its queued request, or pass on the instance it
-        was handed as it timed out. A request a worker runs finishes with no one waiting."""
-        with self._lock:
-            if request.instance is None:
-                if request in self._queue:
-                    self._queue.remove(request)
-                return
-        request.wait(None)  # released by ``hand``: returns at once
-        with self._lock:
-            self._busy -= 1  # what ``hand`` counted: nothing ran
-            self._running -= 1
-            self._pass_on(request.instance)
 
     def stats(self) -> dict[str, Any]:
         """The instances' counters, and the serving block this engine was built with (what
@@ -268,24 +235,9 @@ class Pipe:
         if self._may_wait:
             self._policy.on_batch(size, seconds)
 
-    def _pass_on(self, instance: _Instance) -> None:
-        """An instance a caller ran on is free: to the first queued caller (see the module
-        docstring), else to its worker if anything is queued (or to drain and stop), else
-        idle."""
-        queue = self._queue
-        if queue and self._hand_off and queue[0].future is None and not self._closed:
-            self._busy += 1
-            self._running += 1
-            queue.popleft().hand(instance)
-        elif queue or self._closed:
-            instance.wake.release()
-        else:
-            self._idle.append(instance)
-
     # -- running batches -----------------------------------------------------------------
-    def _run_borrowed(self, instance: _Instance, data: Any, waited: float) -> Any:
-        """A caller runs its own request on an instance it borrowed or was handed (after
-        ``waited`` seconds in the queue)."""
+    def _run_borrowed(self, instance: _Instance, data: Any, now: float) -> Any:
+        """A caller runs its own request on an idle instance it borrowed."""
         started = perf_counter()
         try:
             replies = self._forward(instance, [data])
@@ -293,10 +245,13 @@ class Pipe:
         except Exception as exc:
             replies, error = None, exc
         seconds = perf_counter() - started
-        instance.stats.record(1, seconds, waited, error is not None)
+        instance.stats.record(1, seconds, 0.0, error is not None)
         with self._lock:
             self._batch_done(1, seconds)
-            self._pass_on(instance)
+            if self._queue or self._closed:  # its worker serves what queued meanwhile
+                instance.wake.release()
+            else:
+                self._idle.append(instance)
         if error is not None:
             raise error
         return replies[0]  # type: ignore[index]
