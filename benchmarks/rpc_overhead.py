@@ -126,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows (a smoke run)")
     parser.add_argument(
-        "--rounds", type=int, default=8, help="paired rounds (at least 3; 6 for an interval)"
+        "--rounds", type=int, default=12, help="paired rounds (at least 3; 6 for an interval)"
     )
     args = parser.parse_args()
     if args.rounds < 3:
