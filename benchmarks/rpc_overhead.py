@@ -6,14 +6,16 @@ Both servers are the same Thrift server process (engines/thrift/server.py) with 
 client; ``thrift`` replies without computing, ``pipe+thrift`` passes every request through
 the pipe engine (1 instance, no batching: the hello-world serving). For each payload (the
 10-byte "HelloWorld" and a 64 KiB echo) both servers stay up while the two are measured in
-turn, ABAB..., for ``--rounds`` rounds at 1 and at 10 clients, with the harness's own load
-generator (client threads of this process, as ``bench run`` drives them: warm-up, windows,
-stability rule). Each round gives one ratio pipe+thrift / thrift QPS, measured minutes
-apart at most; a figure is the median of those per-round ratios, so drift on this shared
-machine cancels. Beside QPS it prints the server's CPU time per request (psutil, medians),
-the figure that says what the engine adds, which the QPS of a busy machine hides in noise.
-The last line is one JSON object: ``{"ratio_c1", "ratio_c10", "ratio_64k_c1",
-"ratio_64k_c10"}``.
+turn for ``--rounds`` rounds at 1 and at 10 clients, with the harness's own load generator
+(client threads of this process, as ``bench run`` drives them: warm-up, windows). The order
+alternates, AB BA AB..., so neither side always runs first after a pause. Each round gives
+one ratio pipe+thrift / thrift QPS of two turns seconds apart; a figure is the median of
+those per-round ratios, so drift on this shared machine cancels, with its distribution-free
+95 % interval (order statistics, from 6 rounds: harness.stats.median_interval), printed so
+that a ratio is never read closer than it was measured. Beside QPS it prints the server's
+CPU time per request (psutil, medians), the figure that says what the engine adds, which
+the QPS of a busy machine hides in noise. The last line is one JSON object:
+``{"ratio_c1", "ratio_c10", "ratio_64k_c1", "ratio_64k_c10"}`` (the medians).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from engines.workloads import create_workload  # noqa: E402
 from harness.loadgen import ThreadHost, drive, plans  # noqa: E402
 from harness.measurement import Timing  # noqa: E402
 from harness.scenario import Scenario  # noqa: E402
+from harness.stats import median_interval  # noqa: E402
 from harness.system import System, create_system  # noqa: E402
 
 SYSTEMS = ("pipe+thrift", "thrift")
@@ -93,14 +96,15 @@ def compare_payload(
             per_round: list[float] = []
             qps: dict[str, list[float]] = {name: [] for name in SYSTEMS}
             cpu: dict[str, list[float]] = {name: [] for name in SYSTEMS}
-            for _ in range(rounds):
-                for system in systems:  # A then B, every round: ABAB...
+            for index in range(rounds):
+                for system in systems[:: -1 if index % 2 else 1]:  # AB BA AB ...
                     found, cpu_us = measure(system, request, clients, timing)
                     qps[system.spec.column].append(found)
                     cpu[system.spec.column].append(cpu_us)
                 per_round.append(qps["pipe+thrift"][-1] / qps["thrift"][-1])
-            ratio = statistics.median(per_round)
+            ratio, interval = median_interval(per_round)
             ratios[f"ratio_{key}c{clients}"] = round(ratio, 3)
+            ci = f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "[no interval]"
             size = len(request.tobytes())
             figures = "  ".join(
                 f"{n} {statistics.median(qps[n]):6.0f} QPS {statistics.median(cpu[n]):5.1f} us"
@@ -108,7 +112,7 @@ def compare_payload(
             )
             rounds_text = " ".join(f"{r:.2f}" for r in per_round)
             print(
-                f"{size:6d} B  c{clients:<3d} {figures}   ratio {ratio:.3f}"
+                f"{size:6d} B  c{clients:<3d} {figures}   ratio {ratio:.3f} {ci}"
                 f"  (rounds: {rounds_text})",
                 flush=True,
             )
@@ -121,15 +125,17 @@ def compare_payload(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows (a smoke run)")
-    parser.add_argument("--rounds", type=int, default=5, help="ABAB rounds (at least 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=12, help="paired rounds (at least 3; 6 for an interval)"
+    )
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds: at least 3 (a median of per-round ratios)")
     timing = Timing(
-        warmup_s=0.3 if args.quick else 1.0,
-        window_s=0.4 if args.quick else 1.0,
-        max_windows=3 if args.quick else 5,
-        stability_pct=15.0,
+        warmup_s=0.3 if args.quick else 0.5,
+        window_s=0.4 if args.quick else 0.6,
+        max_windows=3,
+        stability_pct=100.0,  # fixed turns: the pairing, not one turn's stability, cancels drift
     )
     ratios: dict[str, float] = {}
     for key, echo in PAYLOADS.items():

@@ -1,7 +1,8 @@
 """``bench``: the command line. Thin typer commands over the harness's plain functions.
 
-Exit codes: 0 all systems measured, 1 a system failed, 2 bad input, 3 results not saved in
-the results folder (saved elsewhere, or lost; every system still ran), 130 interrupted.
+Exit codes: 0 all systems measured (or skipped: unable to run here), 1 a system failed,
+2 bad input, 3 results not saved in the results folder (saved elsewhere, or lost; every
+system still ran), 130 interrupted.
 """
 
 from __future__ import annotations

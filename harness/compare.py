@@ -8,7 +8,9 @@ noisy: the change exceeds the threshold AND it is significant given the repeats.
 Significance comes from an exact Mann-Whitney rank test on the per-repeat values when there
 are enough repeats for the test to reach p < 0.05 at all (4 each), else from the 95 %
 confidence intervals not overlapping. A point measured once has no noise estimate: the
-threshold alone decides, and the verdict says so. ``normalize_to`` divides every value by
+threshold alone decides, and the verdict says so. A point skipped on either side (its
+system could not run on that machine: no GPU, an optional wheel absent) is ``skipped``,
+never a regression. ``normalize_to`` divides every value by
 a reference system's value at the same point of the same run, so that runs from different
 machines compare as ratios (pipe / thrift).
 """
@@ -29,7 +31,7 @@ from harness.report.resultsets import Point, PointRecord, ResultSet, latest_by_s
 from harness.stats import median_interval
 
 ALPHA = 0.05
-VERDICTS = ("regressed", "incomplete", "improved", "noisy", "unchanged", "missing")
+VERDICTS = ("regressed", "incomplete", "improved", "noisy", "unchanged", "skipped", "missing")
 #: Verdicts that fail the gate (exit 1).
 FAILING = ("regressed", "incomplete")
 
@@ -59,6 +61,13 @@ class Sample:
     repeats: tuple[float, ...] = ()
     ci95: tuple[float, float] | None = None
     failure: str | None = None
+    #: Why the point was skipped (its system cannot run on that machine): no value at all.
+    skipped: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        """No value: the point failed or was skipped."""
+        return bool(self.failure or self.skipped)
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,9 @@ class Verdict:
 
     @property
     def change(self) -> float | None:
-        if self.baseline is None or self.current is None or self.current.failure:
+        if self.baseline is None or self.current is None or self.current.empty:
             return None
-        if self.baseline.failure or self.baseline.value <= 0:
+        if self.baseline.empty or self.baseline.value <= 0:
             return None
         return self.current.value / self.baseline.value - 1
 
@@ -115,6 +124,8 @@ def _interval(repeats: tuple[float, ...]) -> tuple[float, float] | None:
 
 def _raw_sample(record: PointRecord, metric: str) -> Sample | None:
     """The metric of a record; ``None`` when the record has no value for it."""
+    if record.skipped:
+        return Sample(0.0, skipped=record.skipped)
     if record.failure:
         return Sample(0.0, failure=record.failure.splitlines()[0])
     if metric == "qps":
@@ -132,9 +143,9 @@ def _raw_sample(record: PointRecord, metric: str) -> Sample | None:
 
 def _ratio(sample: Sample, ref: Sample) -> Sample | None:
     """``sample / ref``, carrying the noise of both (a conservative interval for the CI)."""
-    if ref.failure or ref.value <= 0:
+    if ref.empty or ref.value <= 0:
         return None
-    if sample.failure:
+    if sample.empty:
         return sample
     if ref.repeats and len(ref.repeats) == len(sample.repeats):
         repeats = tuple(s / r for s, r in zip(sample.repeats, ref.repeats, strict=True))
@@ -159,7 +170,7 @@ def samples(
 ) -> dict[Key, Sample]:
     """Every (scenario, label, point, metric) of a set of runs, normalized if asked.
 
-    A failed point carries its failure in the QPS sample only: one row says it failed.
+    A failed or skipped point carries it in the QPS sample only: one row says so.
     """
     found: dict[Key, Sample] = {}
     for name, result in results.items():
@@ -171,7 +182,7 @@ def samples(
             for record in result.records:
                 if normalize_to and record.label == ref_label:
                     continue  # always 1.0: nothing to compare
-                if record.failure and metric != "qps":
+                if (record.failure or record.skipped) and metric != "qps":
                     continue
                 sample = _raw_sample(record, metric)
                 if sample is not None and normalize_to:
@@ -231,6 +242,9 @@ def judge(
     if base is None or cur is None:
         why = "not in current" if cur is None else "not in baseline"
         return Verdict(key, "missing", base, cur, why)
+    if cur.skipped or base.skipped:
+        side, sample = ("", cur) if cur.skipped else ("baseline ", base)
+        return Verdict(key, "skipped", base, cur, f"{side}skipped: {sample.skipped}")
     if base.failure:
         return Verdict(key, "missing", base, cur, f"baseline failed: {base.failure}")
     if cur.failure:
@@ -277,7 +291,7 @@ def compare(
     base, cur = samples(baseline, normalize_to, metrics), samples(current, normalize_to, metrics)
     if not {k[:3] for k in base} & {k[:3] for k in cur}:
         raise InputError("BASELINE and CURRENT share no scenario, system and point to compare")
-    failed = {k[:3] for side in (base, cur) for k, s in side.items() if s.failure}
+    failed = {k[:3] for side in (base, cur) for k, s in side.items() if s.empty}
     keys = {k for k in base.keys() | cur.keys() if k[3] == "qps" or k[:3] not in failed}
     order = {metric: index for index, metric in enumerate(METRICS)}
     unfinished = _incomplete(current)
@@ -318,6 +332,8 @@ def compare_paths(
 def _value(sample: Sample | None, metric: Metric, normalized: bool) -> str:
     if sample is None:
         return "-"
+    if sample.skipped:
+        return "skipped"
     if sample.failure:
         return "failed"
     form = ".3f" if normalized else ".0f" if metric.bigger_is_better else ".3g"
@@ -330,7 +346,7 @@ def _value(sample: Sample | None, metric: Metric, normalized: bool) -> str:
 
 def _measured_once(verdict: Verdict) -> bool:
     samples = (verdict.baseline, verdict.current)
-    return all(s is not None and not s.failure for s in samples) and any(
+    return all(s is not None and not s.empty for s in samples) and any(
         len(s.repeats) < 2 for s in samples if s is not None
     )
 
@@ -383,7 +399,7 @@ def benchmark_json(
         metric = v.metric
         if metric.bigger_is_better != bigger_is_better:
             continue
-        if v.current is None or v.current.failure:
+        if v.current is None or v.current.empty:
             continue
         name, label, point, _ = v.key
         suffix = "" if metric.name == "qps" else f" / {metric.title}"

@@ -4,7 +4,7 @@ point) and ``bench run --save-samples`` (every request of a run, gzipped CSV).
 perf_analyzer, locust and k6 users load a CSV, not our JSON: every file given is exported
 (a folder gives all its result files, not only the newest per scenario), one row per
 record, with the columns below in this order. Empty cells mean "not measured" (a failed
-point, a single repeat without an interval).
+or skipped point, a single repeat without an interval); ``failure`` and ``skipped`` say why.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ COLUMNS = (
     "client_ceiling_qps",
     "load_generator",
     "failure",
+    "skipped",
     "git",
     "file",
 )
@@ -75,7 +76,7 @@ def row(result: ResultSet, record: PointRecord) -> dict[str, Any]:
         "label": record.label,
         "clients": record.clients,
         "rate": record.rate,
-        "qps": None if record.failure else record.qps,
+        "qps": record.qps if record.outcome == "measured" else None,
         "qps_ci95_low": low,
         "qps_ci95_high": high,
         "interval_method": record.interval_method,
@@ -88,13 +89,14 @@ def row(result: ResultSet, record: PointRecord) -> dict[str, Any]:
         "ok": record.ok,
         "errors": record.errors,
         "timeouts": record.timeouts,
-        "valid": record.valid and not record.failure,
+        "valid": record.valid and record.outcome == "measured",
         "reasons": "+".join(record.invalid_reasons),
         "client_cpu_pct": record.cpu.get("client_pct"),
         "server_cpu_pct": record.cpu.get("server_pct"),
         "client_ceiling_qps": record.client_ceiling_qps,
         "load_generator": record.load_generator,
         "failure": (record.failure or "").splitlines()[0] if record.failure else None,
+        "skipped": record.skipped,
         "git": result.environment.git,
         "file": str(result.path),
     }

@@ -24,9 +24,17 @@ import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from harness.errors import InputError
 
@@ -155,6 +163,11 @@ class PointRecord(_Model):
     first_error: str | None = None
     #: Set when the point could not be measured at all (the system failed).
     failure: str | None = None
+    #: Set when the system could not run on this machine for a reason that is not a failure
+    #: (an optional wheel not installed, no GPU for its runtime): the reason. Such a point
+    #: has no numbers, is not a failure and is no regression. Written only when set, so
+    #: files without skips stay readable by readers from before this field.
+    skipped: str | None = None
     server_stats: dict[str, Any] = Field(default_factory=dict)
     #: How the system's replies were checked before it was measured (harness/equivalence.py):
     #: ``method`` (``expected``: the harness's own reply; ``prepared``: the no-compute
@@ -193,7 +206,21 @@ class PointRecord(_Model):
     @property
     def measured(self) -> bool:
         """The point produced numbers (its system did not fail before or during it)."""
-        return not self.failure and self.ok > 0
+        return not self.failure and not self.skipped and self.ok > 0
+
+    @property
+    def outcome(self) -> Literal["measured", "failed", "skipped"]:
+        """What became of the point: numbers, a failure, or a skip (see ``skipped``)."""
+        if self.skipped:
+            return "skipped"
+        return "failed" if self.failure else "measured"
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_skip(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("skipped") is None:
+            data.pop("skipped", None)
+        return data
 
 
 class SystemEntry(BaseModel):
@@ -345,6 +372,7 @@ def environment() -> dict[str, Any]:
 
 #: Fields of a version-1 record that version 2 still has (all of them: v2 only added).
 _V1_RECORD_FIELDS = frozenset(PointRecord.model_fields) - {
+    "skipped",
     "histogram",
     "per_repeat",
     "windows",

@@ -36,7 +36,7 @@ from harness.measurement import Run
 from harness.results import PointRecord, Ratio
 from harness.scenario import Load, Scenario, SystemSpec
 from harness.stats import half_width_pct, median_interval, paired_ratios, percentile_ns
-from harness.system import LoadGenerator, System, create_system
+from harness.system import LoadGenerator, System, SystemUnavailable, create_system
 from harness.turn import _cpu_seconds, client_processes, measure_turn
 
 READY_TIMEOUT_S = 120.0
@@ -87,6 +87,8 @@ class Contender:
     running: bool = False
     idle_cpu_pct: float | None = None
     failure: str | None = None
+    #: Why it cannot run on this machine (not a failure): its points are recorded skipped.
+    skipped: str | None = None
     #: Runs of the current point by round index (a failed turn leaves a gap).
     runs: dict[int, Run] = field(default_factory=dict)
     #: Client processes its turns at the current point used (1: threads of the harness).
@@ -124,8 +126,20 @@ class Contender:
     def label(self) -> str:
         return self.spec.column
 
+    @property
+    def active(self) -> bool:
+        """Still to be measured: neither failed nor skipped."""
+        return not (self.failure or self.skipped)
+
     def start(self, first: bool) -> None:
-        """Start, wait until ready and (the first time) check its replies and idle CPU."""
+        """Start, wait until ready and (the first time) check its replies and idle CPU.
+
+        A system that computes the workload here needs what the workload needs (its
+        runtime, a GPU): without it, it is unavailable, whatever the system itself brings.
+        """
+        local = self.system.computes and not self.system.remote
+        if first and local and (reason := self.workload.unavailable()):
+            raise SystemUnavailable(reason)
         self.system.start()
         self.running = True
         self.system.ready(READY_TIMEOUT_S)
@@ -161,6 +175,10 @@ class Contender:
     def stop(self) -> None:
         self.system.stop()
         self.running = False
+
+    def skip(self, exc: SystemUnavailable) -> str:
+        self.skipped = str(exc)
+        return self.skipped
 
     def fail(self, exc: Exception) -> str:
         self.failure = failure_reason(self.system, exc)
@@ -202,13 +220,13 @@ def measure_rounds(
         on_round(round_index)
         for index in order(len(contenders), round_index):
             contender = contenders[index]
-            if contender.failure:
+            if not contender.active:
                 continue
             _take_turn(contender, plan, round_index, index, on_tick)
             if contender.failure:
                 on_failure(contender)
         rounds = round_index + 1
-        active = [c for c in contenders if not c.failure]
+        active = [c for c in contenders if c.active]
         if rounds < load.repeats:
             continue
         if all(_precise(c, load) for c in active):
@@ -318,11 +336,22 @@ def _p50s(runs: Sequence[Run]) -> list[float]:
     return values
 
 
-def unmeasured(spec: SystemSpec, load: Load, point: float, reason: str) -> PointRecord:
+def unmeasured(
+    spec: SystemSpec, load: Load, point: float, reason: str, skipped: bool = False
+) -> PointRecord:
+    """The record of a point that has no numbers: the system failed, or was skipped."""
     return PointRecord(
         system=spec.name,
         label=spec.column,
         clients=int(point) if load.mode == "closed" else None,
         rate=float(point) if load.mode == "open" else None,
-        failure=reason,
+        failure=None if skipped else reason,
+        skipped=reason if skipped else None,
     )
+
+
+def not_measured(contender: Contender, load: Load, point: float) -> PointRecord:
+    """The record of a contender that was not measured at ``point``, saying why."""
+    if contender.skipped:
+        return unmeasured(contender.spec, load, point, contender.skipped, skipped=True)
+    return unmeasured(contender.spec, load, point, contender.failure or "not started")

@@ -32,12 +32,12 @@ from harness.loadgen import drive
 from harness.measurement import Run, Timing
 from harness.process import keep_failed_logs
 from harness.results import PointRecord, RunResult, environment, now_iso
-from harness.rounds import Contender, PointPlan, measure_rounds, point_records, unmeasured
+from harness.rounds import Contender, PointPlan, measure_rounds, not_measured, point_records
 from harness.scenario import Load, Scenario, SystemSpec
 from harness.search import find_goodput, summary
 from harness.stats import cpu_noise_floor
 from harness.storage import ResultStore
-from harness.system import System, create_system
+from harness.system import System, SystemUnavailable, create_system
 from harness.turn import _hosts, client_processes, senders_of
 
 #: The client ceiling is a quick measurement: it only has to be far above the systems.
@@ -137,7 +137,8 @@ def measurement_settings(load: Load, placement: Placement) -> dict[str, Any]:
 def _start_all(
     scenario: Scenario, progress: Progress, placement: Placement
 ) -> tuple[list[Contender], dict[str, str]]:
-    """Start every system once; those that fail to start are reported, not measured."""
+    """Start every system once; those that fail to start are reported, not measured, and
+    those that cannot run on this machine are reported as skipped."""
     contenders: list[Contender] = []
     failed: dict[str, str] = {}
     peers = ReplyPeers()
@@ -151,6 +152,10 @@ def _start_all(
             for started in contenders:
                 started.stop()
             raise
+        except SystemUnavailable as exc:
+            progress.message(f"[yellow]{spec.column} skipped:[/yellow] {contender.skip(exc)}")
+            contender.stop()
+            continue
         except Exception as exc:
             failed[spec.column] = contender.fail(exc)
             progress.message(f"[red]{spec.column} failed:[/red] {contender.failure}")
@@ -256,8 +261,8 @@ def _search(
     budget = load.budget_s / load.search.max_probes if load.budget_s else None
     index = 0
     for contender in contenders:
-        if contender.failure:
-            result.records.append(unmeasured(contender.spec, load, 0.0, contender.failure))
+        if not contender.active:
+            result.records.append(not_measured(contender, load, 0.0))
             continue
 
         def measure(rate: float, contender: Contender = contender) -> PointRecord:
@@ -286,7 +291,7 @@ def _measure_point(
     budget: float | None,
 ) -> list[PointRecord]:
     name = f"{point:g} clients" if load.mode == "closed" else f"{point:g} req/s"
-    active = [c for c in contenders if not c.failure]
+    active = [c for c in contenders if c.active]
     found: dict[str, float | None] = {}
     for contender in active:
         try:
@@ -316,11 +321,7 @@ def _measure_point(
             runs = [contender.runs[r] for r in sorted(contender.runs)]
             progress.runs_measured(contender.spec, load, point, runs)
     records = point_records(active, load, point, found, scenario.baseline_column)
-    records += [
-        unmeasured(c.spec, load, point, c.failure or "not started")
-        for c in contenders
-        if c not in active
-    ]
+    records += [not_measured(c, load, point) for c in contenders if c not in active]
     order = {c.label: i for i, c in enumerate(contenders)}
     records.sort(key=lambda r: order[r.label])
     progress.point_finished(records)

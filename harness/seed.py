@@ -92,6 +92,10 @@ PIPE_PROCESS = SystemMatch("pipe", {"kind": "process"})
 PIPE_THRIFT = SystemMatch("pipe+thrift")
 PIPE_THRIFT_THREADS = SystemMatch("pipe+thrift", {"kind": "thread"})
 PIPE_THRIFT_PROCESS = SystemMatch("pipe+thrift", {"kind": "process"})
+#: The seed's resnet rows ran TensorRT on a GPU; these columns do too (skipped without one).
+ON_TENSORRT = {"runtime": "tensorrt", "device": "cuda"}
+PIPE_TENSORRT = SystemMatch("pipe", workload=ON_TENSORRT)
+PIPE_THRIFT_TENSORRT = SystemMatch("pipe+thrift", workload=ON_TENSORRT)
 THRIFT = SystemMatch("thrift")
 TRITON = SystemMatch("triton")
 TRITON_BYTES = SystemMatch("triton", workload={"type": "bytes"})
@@ -235,6 +239,7 @@ TABLES: tuple[SeedTable, ...] = (
             _column("torchpipe-thrift-rpc", THRIFT, c1=7519),
             _column("triton-rpc", TRITON_RPC, c1=1819),
             _column("torchpipe-thrift", PIPE_THRIFT, c1=381),
+            _column("torchpipe-thrift", PIPE_THRIFT_TENSORRT, c1=381),
             _column("triton-cli", TRITON, c1=358),
         ),
     ),
@@ -249,6 +254,7 @@ TABLES: tuple[SeedTable, ...] = (
             _column("torchpipe-thrift-rpc", THRIFT, c10=11938),
             _column("triton-rpc", TRITON_RPC, c10=3355),
             _column("torchpipe-thrift", PIPE_THRIFT, c10=720),
+            _column("torchpipe-thrift", PIPE_THRIFT_TENSORRT, c10=720),
             _column("triton-cli", TRITON, c10=722),
         ),
     ),
@@ -261,6 +267,7 @@ TABLES: tuple[SeedTable, ...] = (
         (10,),
         (
             _column("torchpipe-thrift", PIPE_THRIFT, c10=907),
+            _column("torchpipe-thrift", PIPE_THRIFT_TENSORRT, c10=907),
             _column("triton-cli", TRITON, c10=898),
         ),
     ),
@@ -273,6 +280,7 @@ TABLES: tuple[SeedTable, ...] = (
         (1,),
         (
             _column("torchpipe", PIPE, c1=559),
+            _column("torchpipe", PIPE_TENSORRT, c1=559),
             # The seed's "triton-rpc" here is Triton computing resnet18 behind its RPC.
             _column("triton-rpc", TRITON, c1=462),
         ),
@@ -286,6 +294,7 @@ TABLES: tuple[SeedTable, ...] = (
         (10,),
         (
             _column("torchpipe", PIPE, c10=1303),
+            _column("torchpipe", PIPE_TENSORRT, c10=1303),
             _column("triton-rpc", TRITON, c10=907),
         ),
     ),

@@ -17,6 +17,7 @@ from types import FrameType
 from harness.errors import InputError
 from harness.rounds import Contender
 from harness.scenario import Scenario, SystemSpec
+from harness.system import SystemUnavailable
 
 #: Seconds between liveness checks of the served system while waiting for a signal.
 CHECK_EVERY_S = 1.0
@@ -46,7 +47,10 @@ def serve(scenario: Scenario, spec: SystemSpec, say: Callable[[str], None]) -> N
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        contender.start(first=True)
+        try:
+            contender.start(first=True)
+        except SystemUnavailable as exc:
+            raise SystemUnavailable(f"{spec.column}: cannot run on this machine: {exc}") from None
         endpoints = contender.system.endpoints()
         if not endpoints:
             raise InputError(

@@ -3,7 +3,8 @@
 The runner drives any system through the same five steps::
 
     system = create_system(spec, scenario)
-    system.start()            # launch servers / build the engine (returns quickly)
+    system.start()            # launch servers / build the engine (returns quickly), or
+                              # raise SystemUnavailable: it cannot run on this machine
     system.ready(timeout)     # block until it answers; separate so start-up is a figure
     client = system.client()  # once per load worker: its own connection, its own input
     system.stats()            # server-side counters (formed batch sizes, ...), may be {}
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.errors import InputError
+from harness.errors import BenchError, InputError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,6 +53,16 @@ REGISTRY: dict[str, str] = {
     "torchpipe+thrift": "engines.thrift.system:TorchpipeThriftSystem",
     "null": "engines.null:NullSystem",
 }
+
+
+class SystemUnavailable(BenchError):
+    """The system cannot run on this machine for a reason that is not a failure: an optional
+    wheel is not installed, the workload's runtime needs a GPU there is none of.
+
+    :meth:`System.start` raises it before starting anything; the runner then records the
+    system's points as skipped with ``str(exc)`` as the reason (one line, no column name),
+    measures the others, and a run whose only gaps are skips still succeeds.
+    """
 
 
 class Client(Protocol):
@@ -102,7 +113,9 @@ class System(ABC):
         return self.scenario.load.max_concurrency
 
     @abstractmethod
-    def start(self) -> None: ...
+    def start(self) -> None:
+        """Start the system; raise :class:`SystemUnavailable` (before starting anything)
+        when it cannot run here for a reason that is not a failure."""
 
     @abstractmethod
     def ready(self, timeout: float) -> None:

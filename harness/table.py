@@ -44,6 +44,8 @@ def _ratio(record: PointRecord) -> str:
 
 
 def cell(record: PointRecord) -> str:
+    if record.skipped:
+        return f"skipped: {record.skipped}"
     if record.failure:
         return f"failed: {record.failure.splitlines()[0][:60]}"
     latency = record.latency_ms

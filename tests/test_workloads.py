@@ -6,6 +6,7 @@ with the harness's equivalence check, the same one the runner applies before mea
 
 from __future__ import annotations
 
+import re
 import time
 from importlib.util import find_spec
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from engines.workloads import REGISTRY, create_workload
 from engines.workloads.jpeg import GREETING, import_cv2
 from engines.workloads.resnet_arch import make_weights, parameter_count
+from engines.workloads.runtimes import gpu_present
 from harness.equivalence import check_equivalent
 from harness.errors import InputError
 from harness.scenario import load_scenario
@@ -94,17 +96,22 @@ def test_gpu_runtime_matches_the_cpu_reference(runtime):
     assert np.allclose(replies[2], replies[0], atol=1e-2 * np.abs(expected).max())
 
 
-def test_gpu_runtime_on_a_machine_without_one_is_a_clear_input_error(write_scenario):
+def test_gpu_runtime_on_the_cpu_is_an_input_error_and_a_missing_one_says_why(write_scenario):
+    """TensorRT on the CPU is a mistake anywhere; on a machine without a GPU (or without
+    the package) the scenario is valid and the workload says why it cannot run here."""
     data = hello_scenario(workload={"name": "resnet50", "runtime": "tensorrt"})
     with pytest.raises(InputError, match=r"workload: .*tensorrt runs on a GPU: set device: cuda"):
         load_scenario(write_scenario(data))
-    if find_spec("tensorrt") is None:
-        data["workload"]["device"] = "cuda"
-        with pytest.raises(InputError, match=r"runtime tensorrt needs .*tensorrt.*pip install"):
-            load_scenario(write_scenario(data))
+    data["workload"]["device"] = "cuda"
+    scenario = load_scenario(write_scenario(data))
+    reason = create_workload("resnet50", scenario.workload.options).unavailable()
+    if not gpu_present():
+        assert reason == "needs a GPU (TensorRT)"
+    elif find_spec("tensorrt") is None:
+        assert reason is not None and re.match(r"runtime tensorrt needs .*tensorrt.*pip", reason)
     if not _gpu() and HAS_TORCH:
         model = create_workload("resnet18", {"runtime": "torch", "device": "cuda"})
-        with pytest.raises(InputError, match="sees no CUDA GPU"):
+        with pytest.raises(InputError, match=r"needs a GPU \(torch\)|sees no CUDA GPU"):
             model.setup()
 
 

@@ -83,6 +83,7 @@ class Pipe:
         self.config = config if isinstance(config, NodeConfig) else NodeConfig.parse(config)
         cfg = self.config
         self._timeout_s = cfg.batching_timeout / 1e3
+        #: Whether a batch may wait for more: only then is the policy asked (and told).
         self._may_wait = self._timeout_s > 0 and cfg.max > 1
         self._policy: BatchPolicy = POLICIES[cfg.policy](self._timeout_s, cfg.max, cfg.instance_num)
         self._lock = threading.Lock()
@@ -118,7 +119,8 @@ class Pipe:
         now = monotonic()
         with self._lock:
             self._check_open()
-            self._policy.on_arrival(len(self._queue) + self._running, now)
+            if self._may_wait:
+                self._policy.on_arrival(len(self._queue) + self._running, now)
             self._enqueue(_Request(data, now, future))
         return future
 
@@ -182,7 +184,8 @@ class Pipe:
     def _admit(self, now: float) -> _Instance | None:
         """Count the arrival; return an idle instance if the caller should run it now."""
         self._check_open()
-        self._policy.on_arrival(len(self._queue) + self._running, now)
+        if self._may_wait:
+            self._policy.on_arrival(len(self._queue) + self._running, now)
         if self._queue or not self._idle or not self._inline:
             return None
         if self.config.min > 1 or (self._may_wait and self._policy_wait(1, 0.0) > 0):
@@ -229,7 +232,8 @@ class Pipe:
     def _batch_done(self, size: int, seconds: float) -> None:
         self._busy -= 1
         self._running -= size
-        self._policy.on_batch(size, seconds)
+        if self._may_wait:
+            self._policy.on_batch(size, seconds)
 
     # -- running batches -----------------------------------------------------------------
     def _run_borrowed(self, instance: _Instance, data: Any, now: float) -> Any:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from engines.torchpipe.core import PYTHON, core_call, require_core
 from engines.torchpipe.full import DECODE_MAT, unavailable
 from harness.errors import SystemFailure
-from harness.system import System
+from harness.system import System, SystemUnavailable
 
 
 class TorchpipeOptions(BaseModel):
@@ -45,14 +45,15 @@ def core_config(system: System) -> dict[str, Any]:
 
 
 def check_available(system: System) -> None:
-    """Raise :class:`SystemFailure` with the reason if the backend cannot run here now."""
+    """Raise :class:`SystemUnavailable` with the reason if the backend cannot run here: the
+    full wheel is an optional extra, its absence no failure."""
     options = system.options
     assert isinstance(options, TorchpipeOptions)
     require_core()
     if options.backend == DECODE_MAT:
         reason = unavailable()
         if reason:
-            raise SystemFailure(f"{system.spec.column}: skipped: {reason}")
+            raise SystemUnavailable(reason)
 
 
 class _Client:

@@ -60,6 +60,12 @@ class Workload(ABC):
         """The tensors a remote deployment declares (:class:`tensors.TensorSpec` lists),
         told before any request is made; named-tensor workloads check or adopt them."""
 
+    def unavailable(self) -> str | None:
+        """Why this workload cannot be computed on this machine (its runtime is not
+        installed, there is no GPU for it), or ``None``. Checked before a system that
+        computes it starts: such a system is skipped with this reason, not failed."""
+        return None
+
     def setup(self) -> None:  # noqa: B027 - optional hook, most workloads need nothing
         """Server-side preparation (load a model, read a file); runs once per instance."""
 

@@ -17,7 +17,14 @@ from pydantic import Field, model_validator
 
 from engines.workloads import Workload, WorkloadParams
 from engines.workloads.resnet_arch import CLASSES, INPUT_SIZE, to_nchw
-from engines.workloads.runtimes import Device, Runner, RuntimeName, make_runner, runtime_problem
+from engines.workloads.runtimes import (
+    Device,
+    Runner,
+    RuntimeName,
+    config_problem,
+    make_runner,
+    unavailable,
+)
 
 
 class ResNetParams(WorkloadParams):
@@ -31,8 +38,8 @@ class ResNetParams(WorkloadParams):
     trt_max_batch: int = Field(8, gt=0)
 
     @model_validator(mode="after")
-    def _runtime_available(self) -> ResNetParams:
-        if problem := runtime_problem(self.runtime, self.device):
+    def _runtime_possible(self) -> ResNetParams:
+        if problem := config_problem(self.runtime, self.device):
             raise ValueError(problem)
         return self
 
@@ -50,6 +57,10 @@ class ResNet(Workload):
         self.tolerance = 1e-2 if params.device == "cuda" else 1e-3
         # The pure-RPC systems' reply: prepared once, the size and type of real logits.
         self._prepared = np.zeros(CLASSES, dtype=np.float32)
+
+    def unavailable(self) -> str | None:
+        p = self.params
+        return unavailable(p.runtime, p.device)
 
     def setup(self) -> None:
         p = self.params

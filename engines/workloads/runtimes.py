@@ -2,14 +2,17 @@
 
 Every runner takes float32 NCHW images and returns float32 logits, one row per image.
 Heavy packages are imported only when a runner is made, and a missing one is a one-line
-:class:`InputError` that says what to install. :func:`runtime_problem` answers the same
-question cheaply (no import) so a scenario naming an unusable runtime is rejected up front.
+:class:`InputError` that says what to install. :func:`config_problem` rejects a runtime
+that cannot work anywhere (TensorRT on the CPU) when the scenario is read;
+:func:`unavailable` answers cheaply (no import) whether it can work on this machine (its
+packages, a GPU), so the systems computing it are skipped with that reason instead.
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import glob
 import hashlib
 import os
 import tempfile
@@ -55,14 +58,36 @@ class Runner(Protocol):
     def __call__(self, images: np.ndarray) -> np.ndarray: ...
 
 
-def runtime_problem(runtime: RuntimeName, device: Device) -> str | None:
-    """Why ``runtime`` on ``device`` cannot work here (missing packages), or ``None``."""
+#: How a skipped cell names each runtime.
+TITLE: dict[str, str] = {"onnxruntime": "onnxruntime", "torch": "torch", "tensorrt": "TensorRT"}
+
+
+def config_problem(runtime: RuntimeName, device: Device) -> str | None:
+    """Why ``runtime`` on ``device`` is a mistake on any machine, or ``None``."""
     if runtime == "tensorrt" and device != "cuda":
         return "tensorrt runs on a GPU: set device: cuda"
+    return None
+
+
+def gpu_present() -> bool:
+    """Whether the NVIDIA driver sees a GPU (its device files; no CUDA library loaded)."""
+    return bool(glob.glob("/proc/driver/nvidia/gpus/*") or glob.glob("/dev/nvidia[0-9]*"))
+
+
+def unavailable(runtime: RuntimeName, device: Device) -> str | None:
+    """Why ``runtime`` on ``device`` cannot run on this machine (no GPU, missing
+    packages), or ``None``; cheap: nothing is imported."""
+    if device == "cuda" and not gpu_present():
+        return f"needs a GPU ({TITLE[runtime]})"
     missing = [module for module in NEEDS[runtime] if find_spec(module) is None]
     if missing:
         return f"runtime {runtime} needs {', '.join(missing)}: {INSTALL_HINT[runtime]}"
     return None
+
+
+def runtime_problem(runtime: RuntimeName, device: Device) -> str | None:
+    """Why ``runtime`` on ``device`` cannot work here, for whatever reason, or ``None``."""
+    return config_problem(runtime, device) or unavailable(runtime, device)
 
 
 def require(module: str, runtime: RuntimeName) -> ModuleType:

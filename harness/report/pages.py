@@ -24,8 +24,9 @@ def display_path(path: Path) -> str:
 
 
 def doubtful_record(record: PointRecord) -> bool:
-    """Failed, or marked invalid by the runner (files from before validity marks are not)."""
-    return bool(record.failure) or not record.valid
+    """Failed, or marked invalid by the runner (files from before validity marks are not).
+    A skipped point has no number to doubt."""
+    return not record.skipped and (bool(record.failure) or not record.valid)
 
 
 def _settings(scenario: ScenarioAsRun) -> list[str]:

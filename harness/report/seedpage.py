@@ -61,8 +61,11 @@ def _ours(result: ResultSet | None, label: str | None, clients: int, metric: Met
     record = find_record(result, label, clients)
     value = metric_of(record, metric) if record else None
     if record is None or value is None:
-        failed = [r for r in result.records if r.label == label and r.failure]
-        return "failed" if failed else "not measured"
+        mine = [r for r in result.records if r.label == label and r.clients == clients]
+        skipped = next((r.skipped for r in mine if r.skipped), None)
+        if skipped:
+            return f"skipped: {skipped}"
+        return "failed" if any(r.failure for r in mine) else "not measured"
     return _format(value, metric) + (" ⚠" if doubtful_record(record) else "")
 
 
