@@ -10,8 +10,10 @@ harness's own paired rounds (:mod:`harness.rounds`) and reports, per system and 
   latency half), beside ``qps_rule``, the same for QPS.
 
 Variants (one cause changed at a time): the defaults; shorter and longer turns; a shorter
-warm-up; garbage collection off in the load generator; a 1 ms switch interval; servers and
-the harness on disjoint cores; a fixed system order instead of the rotation. Plus the cost
+warm-up; garbage collection off in the load generator; a 1 ms switch interval; the CPU
+placement (:mod:`harness.affinity`: the default, unpinned, servers and harness on
+disjoint cores); a fixed system order instead of the rotation. Each row also says how
+much of the machine other processes used meanwhile (:mod:`harness.interference`). Plus the cost
 of recording one sample: a bare call loop against the same loop through the recorder.
 
 It prints a table per variant, then what it recommends, and as its last line one JSON
@@ -26,7 +28,6 @@ import contextlib
 import gc
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -35,10 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psutil
 
 from engines.null import NullClient
 from engines.workloads import create_workload
+from harness.affinity import Placement, plan
+from harness.interference import machine_cpus
 from harness.loadgen import Plan, ThreadHost, drive
 from harness.measurement import Timing
 from harness.rounds import Contender, PointPlan, measure_rounds, rotation
@@ -87,35 +89,6 @@ def _switch_interval(seconds: float) -> Iterator[None]:
         sys.setswitchinterval(before)
 
 
-def _pin(pids: list[int], cores: set[int]) -> None:
-    for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            for member in [process, *process.children(recursive=True)]:
-                member.cpu_affinity(sorted(cores))
-        except psutil.Error:
-            continue
-
-
-@contextlib.contextmanager
-def _split_cores(contenders: list[Contender]) -> Iterator[None]:
-    """Servers on core 0, this process (clients, in-process engines) on the others."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        yield
-        return
-    mine = set(cores[1:])
-    for contender in contenders:
-        _pin(contender.system.server_pids(), {cores[0]})
-    os.sched_setaffinity(0, mine)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, set(cores))
-        for contender in contenders:
-            _pin(contender.system.server_pids(), set(cores))
-
-
 Variant = tuple[
     str, dict[str, float], Callable[[list[Contender]], contextlib.AbstractContextManager]
 ]
@@ -132,7 +105,8 @@ VARIANTS: list[Variant] = [
     ("warm-up 0.1 s", {"warmup_s": 0.1}, _none),
     ("gc off", {}, lambda c: _gc_off()),
     ("switch 1 ms", {}, lambda c: _switch_interval(0.001)),
-    ("split cores", {}, _split_cores),
+    ("unpinned", {"affinity": "none"}, _none),
+    ("split cores", {"affinity": "split"}, _none),
     ("fixed order", {"fixed_order": 1}, _none),
 ]
 
@@ -140,7 +114,7 @@ VARIANTS: list[Variant] = [
 def _scenario(rounds: int, changes: dict[str, float]) -> Scenario:
     base = load_scenario(ROOT / "scenarios" / "hello_world.yaml")
     systems = [s for s in base.systems if s.column in SYSTEMS]
-    load_changes = {k: v for k, v in changes.items() if k in ("duration_s", "warmup_s")}
+    load_changes = {k: v for k, v in changes.items() if k in ("duration_s", "warmup_s", "affinity")}
     load = base.load.model_copy(
         update={"repeats": rounds, "max_repeats": rounds, "seed": 1, **load_changes}
     )
@@ -154,7 +128,13 @@ def _turn_rules(run) -> tuple[bool, bool]:
 
 def measure_variant(name: str, changes: dict[str, float], context, rounds: int) -> list[dict]:
     scenario = _scenario(rounds, changes)
-    contenders = [Contender.create(scenario, spec) for spec in scenario.systems]
+    placement = plan(scenario.load.affinity)
+    with placement.applied():
+        return _measure_placed(name, changes, context, scenario, placement)
+
+
+def _measure_placed(name, changes, context, scenario: Scenario, placement: Placement) -> list[dict]:
+    contenders = [Contender.create(scenario, spec, placement) for spec in scenario.systems]
     rows = []
     try:
         for contender in contenders:
@@ -199,6 +179,7 @@ def _rows(variant: str, point: int, contenders: list[Contender]) -> list[dict]:
                 "cv_windows": _cv(windows),
                 "qps_hw": half_width_pct(*median_interval(qps)),
                 "ratio_hw": None if contender is base else half_width_pct(*median_interval(ratios)),
+                "others_pct": _median(run.others_pct(machine_cpus()) for run in runs),
                 "qps_rule": sum(q for q, _ in rules) / len(rules) if rules else math.nan,
                 "tp50_rule": sum(t for _, t in rules) / len(rules) if rules else math.nan,
             }
@@ -261,17 +242,22 @@ def main() -> None:
             "median_ratio_hw": _median(r["ratio_hw"] for r in mine),
             "tp50_rule_pass": statistics.fmean(r["tp50_rule"] for r in mine),
             "qps_rule_pass": statistics.fmean(r["qps_rule"] for r in mine),
+            "others_cpu_pct": _median(r["others_pct"] for r in mine),
         }
     cost = recording_cost()
     ranked = [n for n in summary if math.isfinite(summary[n]["median_cv_rounds"])]
     best = min(ranked, key=lambda n: summary[n]["median_cv_rounds"]) if ranked else None
     print("\n### Summary\n")
-    print("| variant | median CV rounds % | median ± ratio % | QPS rule pass | TP50 rule pass |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| variant | median CV rounds % | median ± ratio % | QPS rule pass | TP50 rule pass "
+        "| others' CPU % |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name, s in summary.items():
         print(
             f"| {name} | {_fmt(s['median_cv_rounds'])} | {_fmt(s['median_ratio_hw'])} "
-            f"| {s['qps_rule_pass']:.2f} | {s['tp50_rule_pass']:.2f} |"
+            f"| {s['qps_rule_pass']:.2f} | {s['tp50_rule_pass']:.2f} "
+            f"| {_fmt(s['others_cpu_pct'])} |"
         )
     print(f"\nrecording a sample keeps {cost:.2f} of a bare call loop's rate")
     if best:
