@@ -28,13 +28,13 @@ import numpy as np
 from engines.workloads import Workload, create_workload
 from harness.aggregate import judge, summarize
 from harness.equivalence import check_equivalent
-from harness.errors import BenchError, SystemFailure
+from harness.errors import BenchError, LoadLost, SystemFailure
 from harness.measurement import Run
 from harness.results import PointRecord, Ratio
 from harness.scenario import Load, Scenario, SystemSpec
 from harness.stats import half_width_pct, median_interval, paired_ratios, percentile_ns
-from harness.system import LoadGenerator, System, create_system
-from harness.turn import _cpu_seconds, client_processes, measure_turn
+from harness.system import LoadGenerator, System, cpu_seconds, create_system
+from harness.turn import client_processes, measure_turn
 
 READY_TIMEOUT_S = 120.0
 #: Idle CPU (% of one core) above which a server is stopped while others are measured.
@@ -62,7 +62,7 @@ def failure_reason(system: System, exc: Exception) -> str:
     then the server's exit (code and log tail) is the reason given."""
     if isinstance(exc, BenchError):
         return str(exc)
-    if system.server_pids():  # started: a dead server is the cause
+    if system.server_cpu_seconds() is not None:  # started: a dead server is the cause
         try:
             system.check_alive()
         except SystemFailure as dead:
@@ -83,7 +83,11 @@ class Contender:
     restart: bool = False
     running: bool = False
     idle_cpu_pct: float | None = None
+    #: Why it failed: it takes no further turn in this run.
     failure: str | None = None
+    #: Why the current point failed without the system to blame (a load node lost): it
+    #: takes no further turn at this point, and is measured again at the next.
+    point_failure: str | None = None
     #: Runs of the current point by round index (a failed turn leaves a gap).
     runs: dict[int, Run] = field(default_factory=dict)
     #: Client processes its turns at the current point used (1: threads of the harness).
@@ -112,16 +116,17 @@ class Contender:
 
     def _idle_cpu_pct(self) -> float:
         """CPU its servers use doing nothing (an in-process system: this process's)."""
-        pids = self.system.server_pids()
-        with_children = bool(pids)
-        pids = pids or [os.getpid()]
+
+        def used() -> float:
+            found = self.system.server_cpu_seconds()
+            return cpu_seconds([os.getpid()], False) if found is None else found
+
         time.sleep(IDLE_PROBE_S)
         readings = []
         for _ in range(2):
-            before, began = _cpu_seconds(pids, with_children), time.perf_counter()
+            before, began = used(), time.perf_counter()
             time.sleep(IDLE_PROBE_S)
-            used = _cpu_seconds(pids, with_children) - before
-            readings.append(100 * used / (time.perf_counter() - began))
+            readings.append(100 * (used() - before) / (time.perf_counter() - began))
         return min(readings)
 
     def stop(self) -> None:
@@ -131,6 +136,17 @@ class Contender:
     def fail(self, exc: Exception) -> str:
         self.failure = failure_reason(self.system, exc)
         return self.failure
+
+    @property
+    def out(self) -> str | None:
+        """Why it takes no further turn at the current point, if it does not."""
+        return self.failure or self.point_failure
+
+    def next_point(self) -> None:
+        """Forget the current point's runs (and a lost load node: the next point is
+        placed on the nodes still alive)."""
+        self.runs = {}
+        self.point_failure = None
 
 
 @dataclass
@@ -168,13 +184,13 @@ def measure_rounds(
         on_round(round_index)
         for index in order(len(contenders), round_index):
             contender = contenders[index]
-            if contender.failure:
+            if contender.out:
                 continue
             _take_turn(contender, plan, round_index, index, on_tick)
-            if contender.failure:
+            if contender.out:
                 on_failure(contender)
         rounds = round_index + 1
-        active = [c for c in contenders if not c.failure]
+        active = [c for c in contenders if not c.out]
         if rounds < load.repeats:
             continue
         if all(_precise(c, load) for c in active):
@@ -206,6 +222,8 @@ def _take_turn(
             on_tick,
         )
         contender.system.check_alive()
+    except LoadLost as exc:
+        contender.point_failure = str(exc)
     except Exception as exc:
         contender.fail(exc)
     finally:
@@ -226,7 +244,7 @@ def point_records(
         runs = [contender.runs[r] for r in sorted(contender.runs)]
         if not runs:
             records[contender.label] = unmeasured(
-                contender.spec, load, point, contender.failure or "not measured"
+                contender.spec, load, point, contender.out or "not measured"
             )
             continue
         record = summarize(contender.system, contender.spec, load, point, runs)
@@ -237,8 +255,8 @@ def point_records(
             several = "processes" if record.client_processes > 1 else "threads"
             record.load_generator = "ray" if "load_nodes" in record.server_stats else several
         judge(record, load, ceilings.get(contender.label))
-        if contender.failure:
-            record.failure = contender.failure  # it died during this point: numbers void
+        if contender.out:
+            record.failure = contender.out  # it died (or lost load) at this point: void
         records[contender.label] = record
     base = next((c for c in contenders if c.label == baseline), None)
     if base is not None:
