@@ -228,7 +228,9 @@ def run(
         from harness.distributed.server import place_servers
 
         if resources is not None:
-            raise InputError("--resources runs everything on one node: not with servers placed")
+            raise InputError(
+                "--resources runs the whole scenario on one node: not with servers placed on nodes"
+            )
         loaded = [(f, place_servers(f, sc, server_resources, cluster)) for f, sc in loaded]
     _check_unique_names(loaded)
     prepare_dir(folder)

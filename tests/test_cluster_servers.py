@@ -9,7 +9,10 @@ server must be a child of the actor, itself a worker of the chosen node's raylet
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -22,12 +25,14 @@ from harness.errors import SystemFailure
 from harness.scenario import NodePlacement, SystemSpec
 from harness.system import create_system
 from harness.turn import measure_turn
-from tests.cli_helpers import THRIFT, cmdline
+from tests.cli_helpers import BENCH, THRIFT, cmdline, only_result, wait_for_child
+from tests.conftest import ROOT, hello_scenario
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.cluster
 
 REQUEST = np.frombuffer(b"HelloWorld", dtype=np.uint8)
+RAY_FOLDER = re.compile(r"(/\S*?pipebench-ray-[^/\s]+)")
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +132,60 @@ def test_a_server_asking_for_what_no_node_offers_is_bad_input(session, make_scen
             SystemSpec(name="thrift", node=NodePlacement(resources={"GPU": 8})),
             make_scenario(systems=["thrift"]),
         )
+
+
+def _run_args(path, results) -> list[str]:
+    return [*BENCH, "run", str(path), "--cluster", "local:2", "--results-dir", str(results)]
+
+
+def test_a_run_with_its_server_on_a_node_records_where_and_leaves_nothing(write_scenario, tmp_path):
+    data = hello_scenario(systems=["thrift", "pipe"])
+    data["load"].update(clients=[2], repeats=1, max_repeats=1, duration_s=0.6)
+    path = write_scenario(data)
+    done = subprocess.run(
+        [*_run_args(path, tmp_path), "--server-resources", "local_node_1=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = only_result(tmp_path)
+    records = {r["label"]: r for r in result["records"]}
+    thrift, pipe = records["thrift"], records["pipe"]
+    placed = thrift["server_stats"]["server_node"]
+    assert placed["resources"] == {"local_node_1": 1.0}
+    assert thrift["sent"] == thrift["ok"] + thrift["errors"] + thrift["timeouts"] > 0
+    # Its clients ran on the other load node; pipe (in-process) stayed here.
+    (load_node,) = thrift["server_stats"]["load_nodes"]
+    assert load_node["node_id"] != placed["node_id"] and load_node["sent"] > 0
+    assert pipe["ok"] > 0 and "server_node" not in pipe["server_stats"]
+    scenario = result["scenario"]["systems"]
+    assert [s.get("node") for s in scenario] == [{"resources": {"local_node_1": 1.0}}, None]
+
+
+def test_a_killed_driver_takes_the_cluster_and_the_server_on_a_node_along(write_scenario, tmp_path):
+    data = hello_scenario(systems=["thrift"])
+    data["load"].update(clients=[2], repeats=1, max_repeats=1, duration_s=60)
+    path = write_scenario(data)
+    run = subprocess.Popen(
+        [*_run_args(path, tmp_path), "--server-resources", "local_node_0=1"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        server = wait_for_child(run.pid, THRIFT, timeout=120)
+        family = psutil.Process(run.pid).children(recursive=True)
+    finally:
+        run.kill()
+        run.wait()
+    folders = {m.group(1) for p in family if (m := RAY_FOLDER.search(cmdline(p)))}
+    # The server goes with its actor at once (its watchdog); Ray's processes follow their
+    # raylets (the kernel ends those with the driver) as their own checks notice: its
+    # agents take about a minute on a busy machine.
+    assert _gone([server.pid]), "the server outlived the driver"
+    assert _gone([p.pid for p in family], deadline_s=180), [
+        cmdline(p) for p in family if _alive(p.pid)
+    ]
+    assert folders and not any(Path(folder).exists() for folder in folders)

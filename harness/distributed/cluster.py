@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -28,6 +26,7 @@ from harness.distributed import require_ray
 from harness.distributed.host import LoadNode, Node, RayHost
 from harness.errors import BenchError, InputError
 from harness.loadgen import Plan, all_ready
+from harness.process import guarded_dir
 from harness.system import Client
 
 #: Simulated load nodes a local cluster may have (each is a raylet: ~100 MB, some CPU).
@@ -202,24 +201,25 @@ def local_cluster(ray: ModuleType, nodes: int) -> Iterator[str]:
     """A Ray cluster of ``nodes`` simulated load nodes on 127.0.0.1; its address."""
     from ray.cluster_utils import Cluster
 
-    folder = tempfile.mkdtemp(prefix="pipebench-ray-")
-    os.mkdir(os.path.join(folder, "ray"))  # where Ray writes the cluster's address
     common: dict[str, Any] = {
         "object_store_memory": OBJECT_STORE_BYTES,
         "include_dashboard": False,
     }
     cluster = None
-    try:
-        with _environment({"RAY_TMPDIR": folder}):
-            head = {**common, "num_cpus": 0, "_system_config": LOCAL_HEALTH_CHECK}
-            cluster = Cluster(initialize_head=True, head_node_args=head)
-            for index in range(nodes):
-                cluster.add_node(**common, num_cpus=1, resources={f"local_node_{index}": 1})
-            yield cluster.address
-    finally:
-        if cluster is not None:
-            cluster.shutdown()
-        shutil.rmtree(folder, ignore_errors=True)
+    # Ray's processes share the driver's fate (the kernel's parent-death signal); its
+    # folder is removed by a watchdog if the driver is killed.
+    with guarded_dir("ray") as folder:
+        (folder / "ray").mkdir()  # where Ray writes the cluster's address
+        try:
+            with _environment({"RAY_TMPDIR": str(folder)}):
+                head = {**common, "num_cpus": 0, "_system_config": LOCAL_HEALTH_CHECK}
+                cluster = Cluster(initialize_head=True, head_node_args=head)
+                for index in range(nodes):
+                    cluster.add_node(**common, num_cpus=1, resources={f"local_node_{index}": 1})
+                yield cluster.address
+        finally:
+            if cluster is not None:
+                cluster.shutdown()
 
 
 @contextlib.contextmanager
