@@ -9,8 +9,10 @@ ADDRESS`` connects to a running cluster (``ray start --head`` ...), whose nodes 
 pipebench checkout.
 
 While a cluster is open, :func:`current` returns it and the load generator places client
-hosts on its load nodes (every alive node but the coordinator's that has CPUs), one
-:class:`~harness.distributed.host.RayHost` per plan, round-robin.
+hosts on its load nodes (every alive node with CPUs but the coordinator's and, for a system
+whose server runs on a node, that node), one :class:`~harness.distributed.host.RayHost` per
+plan, round-robin. A node whose load actor was lost is probed before the next placement and
+left out if it is gone.
 """
 
 from __future__ import annotations
