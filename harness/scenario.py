@@ -334,7 +334,8 @@ class Load(Frozen):
 class NodePlacement(Frozen):
     """``node:`` of a system: its server runs on a node of the run's cluster (``bench run
     --cluster``) that offers ``resources`` (e.g. ``{GPU: 1}``, or ``{local_node_1: 1}`` on a
-    ``local:N`` cluster), started there by a Ray actor; its clients stay off that node."""
+    ``local:N`` cluster), started there by a Ray actor; its clients stay off that node. The
+    resources choose the node, they are not reserved (the scenario's systems share it)."""
 
     resources: dict[str, PositiveFloat] = Field(min_length=1)
 

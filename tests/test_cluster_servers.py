@@ -139,7 +139,9 @@ def _run_args(path, results) -> list[str]:
 
 
 def test_a_run_with_its_server_on_a_node_records_where_and_leaves_nothing(write_scenario, tmp_path):
-    data = hello_scenario(systems=["thrift", "pipe"])
+    # Two servers asking for the node's only unit of local_node_1 share the node (the
+    # resources choose it, they are not held), and pipe stays in the harness.
+    data = hello_scenario(systems=["thrift", {"name": "thrift", "label": "thrift-b"}, "pipe"])
     data["load"].update(clients=[2], repeats=1, max_repeats=1, duration_s=0.6)
     path = write_scenario(data)
     done = subprocess.run(
@@ -155,13 +157,17 @@ def test_a_run_with_its_server_on_a_node_records_where_and_leaves_nothing(write_
     thrift, pipe = records["thrift"], records["pipe"]
     placed = thrift["server_stats"]["server_node"]
     assert placed["resources"] == {"local_node_1": 1.0}
+    other = records["thrift-b"]["server_stats"]["server_node"]
+    assert other["node_id"] == placed["node_id"] and other["actor_pid"] != placed["actor_pid"]
+    assert records["thrift-b"]["failure"] is None
     assert thrift["sent"] == thrift["ok"] + thrift["errors"] + thrift["timeouts"] > 0
     # Its clients ran on the other load node; pipe (in-process) stayed here.
     (load_node,) = thrift["server_stats"]["load_nodes"]
     assert load_node["node_id"] != placed["node_id"] and load_node["sent"] > 0
     assert pipe["ok"] > 0 and "server_node" not in pipe["server_stats"]
     scenario = result["scenario"]["systems"]
-    assert [s.get("node") for s in scenario] == [{"resources": {"local_node_1": 1.0}}, None]
+    node = {"resources": {"local_node_1": 1.0}}
+    assert [s.get("node") for s in scenario] == [node, node, None]
 
 
 def test_a_killed_driver_takes_the_cluster_and_the_server_on_a_node_along(write_scenario, tmp_path):

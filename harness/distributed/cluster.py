@@ -114,12 +114,15 @@ class Session:
     def alive_nodes(self) -> list[dict[str, Any]]:
         return [node for node in self.ray.nodes() if node.get("Alive")]
 
-    def offers(self, resources: dict[str, float]) -> bool:
-        """Whether an alive node offers ``resources`` (else asking for them waits forever)."""
-        return any(
-            all(node["Resources"].get(k, 0) >= v for k, v in resources.items())
+    def offering(self, resources: dict[str, float]) -> list[str]:
+        """The alive nodes (ids, in a stable order) whose totals include ``resources``:
+        asking Ray for resources no node offers would wait forever."""
+        found = sorted(
+            (node["NodeManagerAddress"], node["NodeID"])
             for node in self.alive_nodes()
+            if all(node["Resources"].get(k, 0) >= v for k, v in resources.items())
         )
+        return [node_id for _, node_id in found]
 
     def load_nodes(self, avoid: frozenset[str] = frozenset()) -> list[Node]:
         """Alive nodes with CPUs, except the coordinator's and those in ``avoid`` (the

@@ -2,13 +2,15 @@
 
 A system with ``node: {resources: {...}}`` in the scenario (or every system that serves,
 with ``bench run --cluster ... --server-resources GPU=1``) is a :class:`NodeSystem`: its
-``start`` creates a :class:`ServerNode` actor asking Ray for those resources (so it lands on
-a node offering them, and holds them: a GPU is reserved, and the server inherits the
-actor's ``CUDA_VISIBLE_DEVICES``). There the actor builds the real system with the node's
-cluster address as its ``host`` (the address its server binds: never ``0.0.0.0``) and
-starts it. Every call of the System contract is forwarded to the actor; the clients built
-from its picklable factory connect to that address, from load nodes other than the
-server's (:func:`harness.turn.server_nodes`).
+``start`` creates a :class:`ServerNode` actor pinned to the first alive node whose totals
+include those resources. The resources choose the node; they are not reserved: the systems
+of a scenario are all started before they are measured in turns, so they share that node as
+they share one machine without a cluster (holding ``GPU: 1`` per system would leave the
+second one waiting forever on a one-GPU node), and their servers see the node's devices.
+There the actor builds the real system with the node's cluster address as its ``host`` (the
+address its server binds: never ``0.0.0.0``) and starts it. Every call of the System
+contract is forwarded to the actor; the clients built from its picklable factory connect to
+that address, from load nodes other than the server's (:func:`harness.turn.server_nodes`).
 
 The server is a child of the actor's process, a :class:`~harness.process.ServerProcess`
 with its own process group and watchdog, so whatever ends the actor ends the server:
@@ -111,13 +113,13 @@ class NodeSystem(System):
         session = current()
         if session is None:
             raise InputError(f"{where}: a server on a cluster node needs --cluster")
-        if not session.offers(spec.node.resources):
-            wanted = ",".join(f"{k}={v:g}" for k, v in spec.node.resources.items())
-            raise InputError(f"{where}: no alive node of the cluster offers {wanted}")
+        if not session.offering(spec.node.resources):
+            raise InputError(f"{where}: no alive node of the cluster offers {self._wanted(spec)}")
         self.spec = spec
         self.scenario = scenario
         self.options = self._local.options
         self.host = LOOPBACK  # until started: then the node's address
+        self._session = session
         self._ray = session.ray
         self._actor_class = session.ray.remote(ServerNode)
         self._actor: Any = None
@@ -147,13 +149,23 @@ class NodeSystem(System):
         ref = self._actor.call.remote(method, *args)
         return ray_get(self._ray, ref, self._who(), method, timeout_s)
 
+    @staticmethod
+    def _wanted(spec: SystemSpec) -> str:
+        resources = spec.node.resources if spec.node else {}
+        return ",".join(f"{k}={v:g}" for k, v in resources.items())
+
     def start(self) -> None:
-        resources = dict(self.spec.node.resources) if self.spec.node else {}
+        """An actor on the first alive node offering the resources (every system of a run
+        asking for the same ones lands on the same node)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = self._session.offering(self.spec.node.resources if self.spec.node else {})
+        if not nodes:
+            wanted = self._wanted(self.spec)
+            raise SystemFailure(f"{self.spec.column}: no alive node offers {wanted} any more")
+        strategy = NodeAffinitySchedulingStrategy(nodes[0], soft=False)
         self._actor = self._actor_class.options(
-            num_cpus=resources.pop("CPU", 0),
-            num_gpus=resources.pop("GPU", 0),
-            resources=resources,
-            max_restarts=0,
+            num_cpus=0, scheduling_strategy=strategy, max_restarts=0
         ).remote(self.spec.model_copy(update={"node": None}), self.scenario)
         try:
             ref = self._actor.start.remote()
