@@ -3,11 +3,16 @@ coordinator pays per node (the README's "scale on paper").
 
     flock /tmp/bench.lock python benchmarks/cluster_overhead.py [PAIRS]
 
-Runs ``bench run scenarios/hello_world.yaml --quick --systems thrift,triton`` without and
-with ``--cluster local:2``, alternately, PAIRS times (default 2), and prints each record's
-QPS both ways and the ratio. Then, on one local cluster: how long a cluster takes to start,
-a load actor to become ready, a clock offset to be measured, and what merging one node's
-window of samples costs the coordinator. Last line: one JSON object.
+Runs ``bench run scenarios/hello_world.yaml --quick --systems thrift,triton`` three ways,
+in turn, PAIRS times (default 2): plain (clients are threads of the harness), with
+``--set load.client_processes=2`` (the clients in two client processes: as many processes
+as ``--cluster local:2`` has load actors) and with ``--cluster local:2``; and prints each
+record's QPS all three ways, the done-when ratio ``cluster / threads`` and the ratio that
+isolates what Ray costs, ``cluster / processes`` (a load actor is a client process placed
+by Ray, its samples shipped through Ray's object store). Then, on one local cluster: how
+long a cluster takes to start, a load actor to become ready, a clock offset to be
+measured, and what merging one node's window of samples costs the coordinator. Last
+line: one JSON object.
 """
 
 from __future__ import annotations
@@ -75,18 +80,31 @@ def _per_node_costs() -> dict[str, float]:
 
 def main() -> None:
     pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    plain: dict[str, list[float]] = {}
-    cluster: dict[str, list[float]] = {}
+    arms = {
+        "threads": [],
+        "processes": ["--set", "load.client_processes=2"],
+        "cluster": ["--cluster", "local:2"],
+    }
+    found: dict[str, dict[str, list[float]]] = {arm: {} for arm in arms}
     for _ in range(pairs):
-        for key, value in _qps([]).items():
-            plain.setdefault(key, []).append(value)
-        for key, value in _qps(["--cluster", "local:2"]).items():
-            cluster.setdefault(key, []).append(value)
+        for arm, extra in arms.items():
+            for key, value in _qps(extra).items():
+                found[arm].setdefault(key, []).append(value)
     summary = {}
-    for key in plain:
-        a, b = statistics.median(plain[key]), statistics.median(cluster[key])
-        summary[key] = {"threads": round(a), "cluster": round(b), "ratio": round(b / a, 3)}
-        print(f"{key:<22} threads {a:9.0f}  cluster {b:9.0f}  ratio {b / a:.3f}")
+    for key in found["threads"]:
+        threads, processes, cluster = (statistics.median(found[arm][key]) for arm in arms)
+        summary[key] = {
+            "threads": round(threads),
+            "processes": round(processes),
+            "cluster": round(cluster),
+            "cluster_vs_threads": round(cluster / threads, 3),
+            "cluster_vs_processes": round(cluster / processes, 3),
+        }
+        print(
+            f"{key:<16} threads {threads:7.0f}  processes {processes:7.0f}  cluster "
+            f"{cluster:7.0f}  cluster/threads {cluster / threads:.3f}  "
+            f"cluster/processes {cluster / processes:.3f}"
+        )
     costs = _per_node_costs()
     print(json.dumps({"pairs": pairs, "qps": summary, **costs}))
 

@@ -142,7 +142,7 @@ def _measure_placed(name, changes, context, scenario: Scenario, placement: Place
         with context(contenders):
             for index, point in enumerate(POINTS):
                 for contender in contenders:
-                    contender.new_point()
+                    contender.next_point()
                 plan = PointPlan(scenario.load, point, index, run_seed=1, budget_s=None)
                 order = (lambda n, r: list(range(n))) if changes.get("fixed_order") else rotation
                 measure_rounds(contenders, plan, _skip, _skip, _skip, order=order)

@@ -197,6 +197,13 @@ def run(
         str | None,
         typer.Option(help="With --cluster: run whole on a node offering these (e.g. GPU=1)."),
     ] = None,
+    server_resources: Annotated[
+        str | None,
+        typer.Option(
+            help="With --cluster: start every system's server on a node offering these "
+            "(e.g. GPU=1); its clients run on the other nodes."
+        ),
+    ] = None,
     clients: Annotated[
         str | None,
         typer.Option(help="Closed-loop clients instead: 1,4 or 1:64:x2."),
@@ -218,6 +225,14 @@ def run(
     loaded = [
         (f, _select_systems(f, _overridden(f, load_scenario(f), changes), systems)) for f in files
     ]
+    if server_resources is not None or any(s.node for _, sc in loaded for s in sc.systems):
+        from harness.distributed.server import place_servers
+
+        if resources is not None:
+            raise InputError(
+                "--resources runs the whole scenario on one node: not with servers placed on nodes"
+            )
+        loaded = [(f, place_servers(f, sc, server_resources, cluster)) for f, sc in loaded]
     _check_unique_names(loaded)
     prepare_dir(folder)
     options = QUICK if quick else runner.RunOptions()

@@ -17,3 +17,8 @@ class InputError(BenchError):
 
 class SystemFailure(BenchError):
     """A system could not start, answer or stop."""
+
+
+class LoadLost(SystemFailure):
+    """A load host on a cluster node (its actor, or the node itself) was lost: the point
+    in progress is void, but the system is not to blame and goes on with the next point."""

@@ -312,6 +312,23 @@ def work_dir() -> Path:
         return _work[0]
 
 
+@contextlib.contextmanager
+def guarded_dir(name: str) -> Iterator[Path]:
+    """A temp folder ``pipebench-NAME-PID-*`` for the ``with`` block, removed after it and,
+    by a watchdog started before it exists, if the harness is killed meanwhile (once no
+    process naming it in its command line is left, or after the watchdog's grace)."""
+    prefix = f"pipebench-{name}-{os.getpid()}-"
+    watchdog = _Watchdog(None, [Path(tempfile.gettempdir()) / f"{prefix}*"], term=False)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=prefix))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        watchdog.dismiss()
+
+
 def shutdown() -> None:
     """Stop every server and remove the work folder; at exit and on interruption."""
     global _work

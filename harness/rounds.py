@@ -30,14 +30,20 @@ from engines.workloads import Workload, create_workload
 from harness.affinity import Placement, plan
 from harness.aggregate import judge, summarize
 from harness.equivalence import ReplyPeers, check_equivalent
-from harness.errors import BenchError, InputError, SystemFailure
+from harness.errors import BenchError, InputError, LoadLost, SystemFailure
 from harness.interference import machine_cpus
 from harness.measurement import Run
 from harness.results import PointRecord, Ratio
 from harness.scenario import Load, Scenario, SystemSpec
 from harness.stats import half_width_pct, median_interval, paired_ratios, percentile_ns
-from harness.system import LoadGenerator, System, SystemUnavailable, create_system
-from harness.turn import _cpu_seconds, client_processes, measure_turn
+from harness.system import (
+    LoadGenerator,
+    System,
+    SystemUnavailable,
+    cpu_seconds,
+    create_system,
+)
+from harness.turn import client_processes, measure_turn
 
 READY_TIMEOUT_S = 120.0
 #: Idle CPU (% of one core) above which a server is stopped while others are measured.
@@ -65,7 +71,7 @@ def failure_reason(system: System, exc: Exception) -> str:
     then the server's exit (code and log tail) is the reason given."""
     if isinstance(exc, BenchError):
         return str(exc)
-    if system.server_pids():  # started: a dead server is the cause
+    if system.server_cpu_seconds() is not None:  # started: a dead server is the cause
         try:
             system.check_alive()
         except SystemFailure as dead:
@@ -86,9 +92,13 @@ class Contender:
     restart: bool = False
     running: bool = False
     idle_cpu_pct: float | None = None
+    #: Why it failed: it takes no further turn in this run.
     failure: str | None = None
     #: Why it cannot run on this machine (not a failure): its points are recorded skipped.
     skipped: str | None = None
+    #: Why the current point failed without the system to blame (a load node lost): it
+    #: takes no further turn at this point, and is measured again at the next.
+    point_failure: str | None = None
     #: Runs of the current point by round index (a failed turn leaves a gap).
     runs: dict[int, Run] = field(default_factory=dict)
     #: Client processes its turns at the current point used (1: threads of the harness).
@@ -128,8 +138,9 @@ class Contender:
 
     @property
     def active(self) -> bool:
-        """Still to be measured: neither failed nor skipped."""
-        return not (self.failure or self.skipped)
+        """Still to be measured at this point: neither failed, nor out of it (a lost load
+        node), nor skipped."""
+        return not (self.out or self.skipped)
 
     def start(self, first: bool) -> None:
         """Start, wait until ready and (the first time) check its replies and idle CPU.
@@ -157,20 +168,18 @@ class Contender:
 
     def _idle_cpu_pct(self) -> float:
         """CPU its servers use doing nothing (an in-process system: this process's)."""
-        pids = self.system.server_pids()
-        with_children = bool(pids)
-        pids = pids or [os.getpid()]
+
+        def used() -> float:
+            found = self.system.server_cpu_seconds()
+            return cpu_seconds([os.getpid()], False) if found is None else found
+
         time.sleep(IDLE_PROBE_S)
         readings = []
         for _ in range(2):
-            before, began = _cpu_seconds(pids, with_children), time.perf_counter()
+            before, began = used(), time.perf_counter()
             time.sleep(IDLE_PROBE_S)
-            used = _cpu_seconds(pids, with_children) - before
-            readings.append(100 * used / (time.perf_counter() - began))
+            readings.append(100 * (used() - before) / (time.perf_counter() - began))
         return min(readings)
-
-    def new_point(self) -> None:
-        self.runs, self.retaken = {}, 0
 
     def stop(self) -> None:
         self.system.stop()
@@ -183,6 +192,17 @@ class Contender:
     def fail(self, exc: Exception) -> str:
         self.failure = failure_reason(self.system, exc)
         return self.failure
+
+    @property
+    def out(self) -> str | None:
+        """Why it takes no further turn at the current point, if it does not."""
+        return self.failure or self.point_failure
+
+    def next_point(self) -> None:
+        """Forget the current point's runs (and a lost load node: the next point is
+        placed on the nodes still alive)."""
+        self.runs, self.retaken = {}, 0
+        self.point_failure = None
 
 
 @dataclass
@@ -223,7 +243,7 @@ def measure_rounds(
             if not contender.active:
                 continue
             _take_turn(contender, plan, round_index, index, on_tick)
-            if contender.failure:
+            if contender.out:
                 on_failure(contender)
         rounds = round_index + 1
         active = [c for c in contenders if c.active]
@@ -250,6 +270,8 @@ def _take_turn(
         contender.client_processes = client_processes(contender.system, plan.load, plan.point)
         contender.runs[round_index] = _undisturbed_turn(contender, plan, seed, on_tick)
         contender.system.check_alive()
+    except LoadLost as exc:
+        contender.point_failure = str(exc)
     except Exception as exc:
         contender.fail(exc)
     finally:
@@ -287,7 +309,7 @@ def point_records(
         runs = [contender.runs[r] for r in sorted(contender.runs)]
         if not runs:
             records[contender.label] = unmeasured(
-                contender.spec, load, point, contender.failure or "not measured"
+                contender.spec, load, point, contender.out or "not measured"
             )
             continue
         record = summarize(contender.system, contender.spec, load, point, runs)
@@ -300,8 +322,8 @@ def point_records(
         record.retaken_turns = contender.retaken
         judge(record, load, ceilings.get(contender.label))
         record.reply_check = contender.reply_check
-        if contender.failure:
-            record.failure = contender.failure  # it died during this point: numbers void
+        if contender.out:
+            record.failure = contender.out  # it died (or lost load) at this point: void
         records[contender.label] = record
     base = next((c for c in contenders if c.label == baseline), None)
     if base is not None:

@@ -299,14 +299,14 @@ def _measure_point(
         except BenchError as exc:
             progress.message(f"client ceiling unknown: {exc}")
     for contender in contenders:
-        contender.new_point()
+        contender.next_point()
     per_round = len(active) * (load.warmup_s + load.duration_s)
     progress.point_started(name, load.repeats * per_round)
 
     began = time.perf_counter()
 
     def failed(contender: Contender) -> None:
-        progress.message(f"[red]{contender.label} failed:[/red] {contender.failure}")
+        progress.message(f"[red]{contender.label} failed:[/red] {contender.out}")
 
     def round_started(round_index: int) -> None:
         progress.round_started(name, round_index)

@@ -339,6 +339,15 @@ class Load(Frozen):
         return max(self.clients) if self.clients is not None else self.max_outstanding
 
 
+class NodePlacement(Frozen):
+    """``node:`` of a system: its server runs on a node of the run's cluster (``bench run
+    --cluster``) that offers ``resources`` (e.g. ``{GPU: 1}``, or ``{local_node_1: 1}`` on a
+    ``local:N`` cluster), started there by a Ray actor; its clients stay off that node. The
+    resources choose the node, they are not reserved (the scenario's systems share it)."""
+
+    resources: dict[str, PositiveFloat] = Field(min_length=1)
+
+
 class SystemSpec(Frozen):
     """One column of the table: a registered system, its label and its own options."""
 
@@ -348,6 +357,8 @@ class SystemSpec(Frozen):
     #: Workload parameters this system overrides (e.g. ``{dtype: bytes}``), so that two
     #: variants of one workload are compared in one paired run.
     workload: dict[str, Any] = Field(default_factory=dict)
+    #: Where its server runs: a cluster node (``--cluster``); None: this machine.
+    node: NodePlacement | None = None
 
     @property
     def column(self) -> str:

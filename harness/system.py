@@ -18,6 +18,11 @@ time counters out of ``stats``), ``load_generator`` (a load generator of its own
 ``endpoints`` (where ``bench serve`` tells other tools to connect) and ``remote`` (a
 deployment the harness reaches but neither starts nor stops).
 
+Systems that launch a server (``serves``) bind it to ``host``: loopback unless the run
+places the server on a cluster node (a scenario's ``node:`` or ``--server-resources``),
+where :mod:`harness.distributed.server` builds the system on that node with the node's
+cluster address. Never ``0.0.0.0``: a benchmark server is not for everyone on the network.
+
 Adding a system is one module with a :class:`System` subclass plus one line in
 :data:`REGISTRY`; the runner knows nothing system-specific.
 """
@@ -27,11 +32,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import psutil
 from pydantic import BaseModel, ConfigDict
 
 from harness.errors import BenchError, InputError
+
+#: Where servers listen unless placed on a cluster node.
+LOOPBACK = "127.0.0.1"
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,11 +111,18 @@ class System(ABC):
     #: True when a remote deployment of it declares its model's tensors
     #: (:meth:`declared_tensors`), so it can serve a model the harness does not have.
     declares_tensors: ClassVar[bool] = False
+    #: True for systems that launch a server reached over the network (bound to ``host``),
+    #: the ones a run may place on a cluster node; in-process systems live in the harness.
+    serves: ClassVar[bool] = False
 
-    def __init__(self, spec: SystemSpec, scenario: Scenario) -> None:
+    def __init__(self, spec: SystemSpec, scenario: Scenario, host: str = LOOPBACK) -> None:
+        if host in ("", "0.0.0.0", "::"):
+            raise InputError(f"{spec.column}: host {host!r}: bind a node's own address")
         self.spec = spec
         self.scenario = scenario
         self.options = self.Options.model_validate(spec.options)
+        #: The address its server binds and its clients connect to.
+        self.host = host
 
     @property
     def max_clients(self) -> int:
@@ -139,6 +156,12 @@ class System(ABC):
     def server_pids(self) -> list[int]:
         """Server processes whose CPU use is reported (their children are included)."""
         return []
+
+    def server_cpu_seconds(self) -> float | None:
+        """CPU seconds its servers (and their children) have used so far; None without a
+        server process of its own. Read where the servers run (a cluster node's actor)."""
+        pids = self.server_pids()
+        return cpu_seconds(pids, with_children=True) if pids else None
 
     def batch_sizes(self, stats: dict[str, Any]) -> dict[int, int]:
         """Formed batch size -> batches executed so far, read out of :meth:`stats`."""
@@ -224,5 +247,25 @@ def system_class(name: str) -> type[System]:
     return getattr(importlib.import_module(module), attr)
 
 
+def cpu_seconds(pids: Sequence[int], with_children: bool) -> float:
+    """CPU seconds (user + system) used so far by ``pids`` (and their descendants)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            family = [process, *process.children(recursive=True)] if with_children else [process]
+            for member in family:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def create_system(spec: SystemSpec, scenario: Scenario) -> System:
+    """System ``spec`` of ``scenario``; with ``spec.node``, its server on a cluster node."""
+    if spec.node is not None:
+        from harness.distributed.server import NodeSystem
+
+        return NodeSystem(spec, scenario)
     return system_class(spec.name)(spec, scenario)

@@ -13,17 +13,16 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import psutil
-
 from engines.workloads import Workload
 from harness import gpu
 from harness.distributed.cluster import current as current_cluster
 from harness.distributed.host import RayHost
+from harness.distributed.server import NodeSystem
 from harness.interference import others_cpu_s
 from harness.loadgen import Host, ProcessHost, ThreadHost, all_ready, clock, drive, plans
 from harness.measurement import STABLE_SET, Probe, Run, Timing
 from harness.scenario import Load
-from harness.system import Client, LoadGenerator, System
+from harness.system import Client, LoadGenerator, System, cpu_seconds
 
 
 def timing_of(load: Load) -> Timing:
@@ -34,31 +33,16 @@ def timing_of(load: Load) -> Timing:
     return Timing(load.warmup_s, load.duration_s / STABLE_SET, load.max_windows, load.stability_pct)
 
 
-def _cpu_seconds(pids: Sequence[int], with_children: bool) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            family = [process, *process.children(recursive=True)] if with_children else [process]
-            for member in family:
-                times = member.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
-
-
 def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe]:
     """Readings at each window boundary: client and server CPU used so far, local GPUs,
     and the CPU the rest of the machine used (to see a turn that other work disturbed)."""
 
     def probe() -> Probe:
-        server = system.server_pids()
         return Probe(
             t_ns=clock(),
-            client_cpu_s=_cpu_seconds(client_pids, with_children=False),
-            server_cpu_s=_cpu_seconds(server, with_children=True) if server else None,
-            others_cpu_s=others_cpu_s(),
+            client_cpu_s=cpu_seconds(client_pids, with_children=False),
+            server_cpu_s=system.server_cpu_seconds(),
+            others_cpu_s=None if current_cluster() else others_cpu_s(),
             gpu=gpu.sample(),
         )
 
@@ -70,13 +54,21 @@ def senders_of(load: Load, point: float) -> int:
     return int(point) if load.mode == "closed" else load.max_outstanding
 
 
+def server_nodes(system: System) -> frozenset[str]:
+    """The cluster node its server runs on (load goes elsewhere), if placed on one."""
+    node = system.node_id if isinstance(system, NodeSystem) else None
+    return frozenset({node} if node else ())
+
+
 def client_processes(system: System, load: Load, point: float) -> int:
     """Client processes the point gets: 1 (threads here) unless asked and possible; with a
     cluster (``--cluster``), ``client_processes`` on each of its load nodes."""
     cluster = current_cluster()
     if (load.client_processes == 1 and cluster is None) or system.client_factory() is None:
         return 1
-    wanted = cluster.host_count(load.client_processes) if cluster else load.client_processes
+    wanted = load.client_processes
+    if cluster is not None:
+        wanted = cluster.host_count(wanted, server_nodes(system))
     return len(plans(load.mode, senders_of(load, point), wanted, 1.0))
 
 
@@ -109,7 +101,7 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
     # Each client process (or load node) sends one of the workload's requests.
     requests = _in_turn(workload.requests(), len(host_plans))
     if cluster is not None:
-        return list(cluster.hosts(factory, requests, host_plans))
+        return list(cluster.hosts(factory, requests, host_plans, server_nodes(system)))
     return all_ready(
         [
             ProcessHost(factory, request, plan)

@@ -103,3 +103,40 @@ def test_resources_without_a_cluster_exits_2(write_scenario, tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: --resources: only with --cluster (a node of which cluster?)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("systems", "args", "reason"),
+    [
+        (
+            ["thrift"],
+            ["--server-resources", "GPU=1"],
+            "error: --server-resources: only with --cluster (nodes of which cluster?)",
+        ),
+        (
+            [{"name": "thrift", "node": {"resources": {"GPU": 1}}}],
+            [],
+            "error: {path}: systems.0.node: a server on a cluster node needs --cluster",
+        ),
+        (
+            [{"name": "pipe", "node": {"resources": {"GPU": 1}}}],
+            ["--cluster", "local:1"],
+            "error: {path}: systems.0.node: pipe runs in the harness: "
+            "it has no server to place on a node",
+        ),
+        (
+            ["thrift"],
+            ["--cluster", "local:1", "--server-resources", "GPU=1", "--resources", "GPU=1"],
+            "error: --resources runs the whole scenario on one node: "
+            "not with servers placed on nodes",
+        ),
+    ],
+)
+def test_servers_on_nodes_need_a_cluster_and_a_server(
+    systems, args, reason, write_scenario, tmp_path
+):
+    """Checked before any cluster starts: each mistake is one line and exit 2."""
+    path = write_scenario(hello_scenario(systems=systems))
+    done = bench("run", str(path), *args, "--results-dir", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [reason.format(path=path)]

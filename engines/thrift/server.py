@@ -3,8 +3,9 @@
 
 Run by :mod:`engines.thrift.system` as ``python -m engines.thrift.server``, its JSON
 configuration on stdin (a payload can exceed what one argv string may hold).
-It binds 127.0.0.1 on a free port chosen by the kernel and prints ``READY <port>`` once it
-listens, so the harness never races another process for a port.
+It binds the configuration's ``host`` (the System's: loopback, or a cluster node's address)
+on a free port chosen by the kernel and prints ``READY <port>`` once it listens, so the
+harness never races another process for a port.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def make_handler(config: dict[str, Any]) -> EngineHandler | NullHandler:
 
 def serve(config: dict[str, Any]) -> None:
     handler = make_handler(config)
-    transport = TServerSocket(host="127.0.0.1", port=0)
+    transport = TServerSocket(host=config["host"], port=0)
     transport.listen()
     transport.listen = lambda: None  # serve() would listen again on a new port
     server = TThreadPoolServer(

@@ -60,8 +60,8 @@ class ThriftSystem(System):
     mode: ClassVar[str] = "null"
     computes = False
     named_tensors = True
+    serves = True
     _process: ServerProcess | None = None
-    _host: str = "127.0.0.1"
     _port: int | None = None
     _deployed: dict[str, Any] | None = None
 
@@ -77,12 +77,21 @@ class ThriftSystem(System):
         workload = self.scenario.workload
         return {"workload": {"name": workload.name, "options": workload.options}}
 
+    @property
+    def _host(self) -> str:
+        """Where clients connect: the remote server's host, or where ours binds."""
+        return self._address.rpartition(":")[0] if self._address is not None else self.host
+
     def start(self) -> None:
         if self._address is not None:
-            host, _, port = self._address.rpartition(":")
-            self._host, self._port = host, int(port)
+            self._port = int(self._address.rpartition(":")[2])
             return
-        config = {"mode": self.mode, "threads": self.max_clients + 2, **self.server_config()}
+        config = {
+            "mode": self.mode,
+            "host": self.host,
+            "threads": self.max_clients + 2,
+            **self.server_config(),
+        }
         argv = [sys.executable, "-m", "engines.thrift.server"]
         self._process = ServerProcess(self.spec.column, argv, config=json.dumps(config).encode())
 
@@ -92,7 +101,7 @@ class ThriftSystem(System):
             return
         process = self._require_process()
         process.wait_for(self._read_port, timeout, "listening")
-        probe = try_connect(self._port, timeout_s=timeout)  # type: ignore[arg-type]
+        probe = try_connect(self._port, timeout, self._host)  # type: ignore[arg-type]
         if probe is None:
             raise SystemFailure(f"{self.spec.column}: listening on {self._port} but not answering")
         probe.close()

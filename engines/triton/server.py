@@ -1,4 +1,5 @@
-"""Launch and stop a real ``tritonserver`` on 127.0.0.1, leaving nothing behind."""
+"""Launch and stop a real ``tritonserver`` on the System's host (loopback unless placed on a
+cluster node), leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ SHM_DIR = Path("/dev/shm")
 PYTHON_ENVS = "/tmp/python_env_*"
 
 
-def free_port() -> int:
+def free_port(host: str) -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -46,9 +47,11 @@ class TritonServer:
         scenario: Scenario,
         workload: Workload,
         compute: bool,
-        binary: str | None = None,
+        binary: str | None,
+        host: str,
     ) -> None:
         self.name = name
+        self.host = host
         self.binary = Path(binary) if binary else default_binary()
         if not (self.binary.is_file() and os.access(self.binary, os.X_OK)):
             raise InputError(
@@ -56,8 +59,8 @@ class TritonServer:
             )
         self._workdir = Path(tempfile.mkdtemp(prefix="pipebench-triton-", dir=work_dir()))
         self._shm_prefix = f"pipebench_{uuid.uuid4().hex[:12]}_"
-        self.http_port, self.grpc_port = free_port(), free_port()
-        self.metrics_port = free_port()
+        self.http_port, self.grpc_port = free_port(host), free_port(host)
+        self.metrics_port = free_port(host)
         self.model_name = MODEL_NAME
         self._launched = time.time()
         try:
@@ -73,12 +76,12 @@ class TritonServer:
             str(self.binary),
             f"--model-repository={models}",
             f"--backend-directory={backends}",
-            "--http-address=127.0.0.1",
+            f"--http-address={self.host}",
             f"--http-port={self.http_port}",
-            "--grpc-address=127.0.0.1",
+            f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
             "--allow-metrics=true",
-            "--metrics-address=127.0.0.1",
+            f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--disable-auto-complete-config",
             "--exit-timeout-secs=2",
@@ -95,15 +98,15 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
+        return f"{self.host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def shm_regions(self) -> list[Path]:
         return sorted(SHM_DIR.glob(f"{self._shm_prefix}*"))

@@ -106,6 +106,7 @@ class TritonSystem(System):
     named_tensors = True
     declares_tensors = True
     options: TritonOptions
+    serves = True
     _server: TritonServer | None = None
     _started: bool = False
     _deployed: dict[str, Any] | None = None
@@ -121,7 +122,12 @@ class TritonSystem(System):
             return
         workload = create_workload(self.scenario.workload.name, self.scenario.workload.options)
         self._server = TritonServer(
-            self.spec.column, self.scenario, workload, self.computes, self.options.binary
+            self.spec.column,
+            self.scenario,
+            workload,
+            self.computes,
+            self.options.binary,
+            self.host,
         )
 
     def _url(self) -> str:

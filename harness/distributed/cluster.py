@@ -9,16 +9,16 @@ ADDRESS`` connects to a running cluster (``ray start --head`` ...), whose nodes 
 pipebench checkout.
 
 While a cluster is open, :func:`current` returns it and the load generator places client
-hosts on its load nodes (every alive node but the coordinator's that has CPUs), one
-:class:`~harness.distributed.host.RayHost` per plan, round-robin.
+hosts on its load nodes (every alive node with CPUs but the coordinator's and, for a system
+whose server runs on a node, that node), one :class:`~harness.distributed.host.RayHost` per
+plan, round-robin. A node whose load actor was lost is probed before the next placement and
+left out if it is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -28,6 +28,7 @@ from harness.distributed import require_ray
 from harness.distributed.host import LoadNode, Node, RayHost
 from harness.errors import BenchError, InputError
 from harness.loadgen import Plan, all_ready
+from harness.process import guarded_dir
 from harness.system import Client
 
 #: Simulated load nodes a local cluster may have (each is a raylet: ~100 MB, some CPU).
@@ -36,6 +37,9 @@ MAX_LOCAL_NODES = 8
 OBJECT_STORE_BYTES = 80 * 2**20
 #: A killed node is noticed in about two seconds instead of Ray's default thirty.
 LOCAL_HEALTH_CHECK = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
+#: How long a node whose load actor was lost gets to show it lives (Ray's default health
+#: checks declare a dead node after 30 s; a local cluster's after about 2).
+SETTLE_TIMEOUT_S = 45.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class ClusterSpec:
         return cls(text, text)
 
 
-def parse_resources(text: str) -> dict[str, float]:
+def parse_resources(text: str, option: str = "--resources") -> dict[str, float]:
     """``GPU=1,local_node_1=1`` -> ``{"GPU": 1.0, "local_node_1": 1.0}``."""
     found: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -71,10 +75,10 @@ def parse_resources(text: str) -> dict[str, float]:
         except ValueError:
             value = -1.0
         if not name.strip() or value <= 0:
-            raise InputError(f"--resources: {item!r}: give NAME=AMOUNT, e.g. GPU=1")
+            raise InputError(f"{option}: {item!r}: give NAME=AMOUNT, e.g. GPU=1")
         found[name.strip()] = value
     if not found:
-        raise InputError("--resources: give NAME=AMOUNT pairs, e.g. GPU=1")
+        raise InputError(f"{option}: give NAME=AMOUNT pairs, e.g. GPU=1")
     return found
 
 
@@ -85,16 +89,48 @@ class Session:
         self.ray = ray
         self.spec = spec
         self._actor_class = ray.remote(LoadNode)
+        self._probe = ray.remote(_node_id)
+        #: Nodes whose load actor was lost (checked before the next placement) ...
+        self._suspect: set[str] = set()
+        #: ... and those found gone: never used again, even while Ray still lists them.
+        self._lost: set[str] = set()
+
+    def _settle(self) -> None:
+        """Whether each suspect node lives: a task placed there runs (only its actor was
+        lost), or fails or waits in vain (the node is gone: Ray may list it as alive
+        until its health checks fail, and an actor sent there would wait as long)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for node_id in sorted(self._suspect):
+            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+            ref = self._probe.options(num_cpus=0, scheduling_strategy=strategy).remote()
+            try:
+                self.ray.get(ref, timeout=SETTLE_TIMEOUT_S)
+            except self.ray.exceptions.RayError:
+                self._lost.add(node_id)
+                self.ray.cancel(ref, force=True)
+        self._suspect.clear()
 
     def alive_nodes(self) -> list[dict[str, Any]]:
         return [node for node in self.ray.nodes() if node.get("Alive")]
 
-    def load_nodes(self) -> list[Node]:
-        """Alive nodes with CPUs, except the coordinator's (the servers under test run
-        there), in a stable order."""
-        own = self.ray.get_runtime_context().get_node_id()
+    def offering(self, resources: dict[str, float]) -> list[str]:
+        """The alive nodes (ids, in a stable order) whose totals include ``resources``:
+        asking Ray for resources no node offers would wait forever."""
         found = sorted(
-            (node for node in self.alive_nodes() if node["NodeID"] != own),
+            (node["NodeManagerAddress"], node["NodeID"])
+            for node in self.alive_nodes()
+            if all(node["Resources"].get(k, 0) >= v for k, v in resources.items())
+        )
+        return [node_id for _, node_id in found]
+
+    def load_nodes(self, avoid: frozenset[str] = frozenset()) -> list[Node]:
+        """Alive nodes with CPUs, except the coordinator's and those in ``avoid`` (the
+        servers under test run there), in a stable order."""
+        self._settle()
+        avoid = avoid | self._lost | {self.ray.get_runtime_context().get_node_id()}
+        found = sorted(
+            (node for node in self.alive_nodes() if node["NodeID"] not in avoid),
             key=lambda node: (node["NodeManagerAddress"], node["NodeName"], node["NodeID"]),
         )
         return [
@@ -102,32 +138,45 @@ class Session:
             for index, node in enumerate(n for n in found if n["Resources"].get("CPU", 0) > 0)
         ]
 
-    def host_count(self, processes: int) -> int:
+    def host_count(self, processes: int, avoid: frozenset[str] = frozenset()) -> int:
         """Load hosts a point gets: ``client_processes`` on each load node."""
-        return processes * max(1, len(self.load_nodes()))
+        return processes * max(1, len(self.load_nodes(avoid)))
 
     def hosts(
-        self, factory: Callable[[], Client], requests: Sequence[Any], plans: Sequence[Plan]
+        self,
+        factory: Callable[[], Client],
+        requests: Sequence[Any],
+        plans: Sequence[Plan],
+        avoid: frozenset[str] = frozenset(),
     ) -> list[RayHost]:
         """One actor per plan (sending its request of ``requests``), round-robin over the
-        load nodes, each ready and its clock offset measured; on any failure the ones
-        already created are killed."""
-        nodes = self.load_nodes()
+        load nodes (but those in ``avoid``), each ready and its clock offset measured; on
+        any failure the ones already created are killed."""
+        nodes = self.load_nodes(avoid)
         if not nodes:
+            besides = " and the servers under test's" if avoid else ""
             raise BenchError(
                 f"--cluster {self.spec.text}: no load node (every alive node with CPUs "
-                "other than the coordinator's runs load; this cluster has none)"
+                f"other than the coordinator's{besides} runs load; this cluster has none)"
             )
         hosts: list[RayHost] = []
+        ray, actor_class, on_lost = self.ray, self._actor_class, self._suspect.add
         try:
             for index, (plan, request) in enumerate(zip(plans, requests, strict=True)):
                 node = nodes[index % len(nodes)]
-                hosts.append(RayHost(self.ray, self._actor_class, node, factory, request, plan))
+                hosts.append(RayHost(ray, actor_class, node, factory, request, plan, on_lost))
         except BaseException:
             for host in hosts:
                 host.close()
             raise
         return all_ready(hosts)
+
+
+def _node_id() -> str:
+    """Where a task ran (the probe of a node's life)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 _current: Session | None = None
@@ -157,24 +206,25 @@ def local_cluster(ray: ModuleType, nodes: int) -> Iterator[str]:
     """A Ray cluster of ``nodes`` simulated load nodes on 127.0.0.1; its address."""
     from ray.cluster_utils import Cluster
 
-    folder = tempfile.mkdtemp(prefix="pipebench-ray-")
-    os.mkdir(os.path.join(folder, "ray"))  # where Ray writes the cluster's address
     common: dict[str, Any] = {
         "object_store_memory": OBJECT_STORE_BYTES,
         "include_dashboard": False,
     }
     cluster = None
-    try:
-        with _environment({"RAY_TMPDIR": folder}):
-            head = {**common, "num_cpus": 0, "_system_config": LOCAL_HEALTH_CHECK}
-            cluster = Cluster(initialize_head=True, head_node_args=head)
-            for index in range(nodes):
-                cluster.add_node(**common, num_cpus=1, resources={f"local_node_{index}": 1})
-            yield cluster.address
-    finally:
-        if cluster is not None:
-            cluster.shutdown()
-        shutil.rmtree(folder, ignore_errors=True)
+    # Ray's processes share the driver's fate (the kernel's parent-death signal); its
+    # folder is removed by a watchdog if the driver is killed.
+    with guarded_dir("ray") as folder:
+        (folder / "ray").mkdir()  # where Ray writes the cluster's address
+        try:
+            with _environment({"RAY_TMPDIR": str(folder)}):
+                head = {**common, "num_cpus": 0, "_system_config": LOCAL_HEALTH_CHECK}
+                cluster = Cluster(initialize_head=True, head_node_args=head)
+                for index in range(nodes):
+                    cluster.add_node(**common, num_cpus=1, resources={f"local_node_{index}": 1})
+                yield cluster.address
+        finally:
+            if cluster is not None:
+                cluster.shutdown()
 
 
 @contextlib.contextmanager

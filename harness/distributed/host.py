@@ -9,7 +9,9 @@ the node's clock to the coordinator's (:mod:`harness.distributed.clock`), so the
 controller's windows and the lossless merge work unchanged.
 
 Every Ray failure becomes a one-line :class:`~harness.errors.SystemFailure` naming the
-node: an actor or node that dies mid-point fails that point, and nothing waits forever.
+node, and nothing waits forever. An actor or node that dies or stops answering is a
+:class:`~harness.errors.LoadLost`: it voids the point in progress, not the system measured
+(the next point is placed on the nodes still alive).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import psutil
 
 from harness.distributed.clock import Offset, measure
-from harness.errors import SystemFailure
+from harness.errors import BenchError, LoadLost, SystemFailure
 from harness.loadgen import Plan, ThreadHost, clock
 from harness.measurement import ERROR, OK, TIMEOUT, Run, Samples
 from harness.system import Client
@@ -45,6 +47,36 @@ class Node:
     @property
     def name(self) -> str:
         return f"load node {self.index} ({self.address}, {self.node_id[:8]})"
+
+
+def ray_get(
+    ray: ModuleType,
+    ref: Any,
+    who: str,
+    what: str,
+    timeout_s: float,
+    lost: type[SystemFailure] = SystemFailure,
+) -> Any:
+    """``ray.get(ref)`` with every Ray failure as one line about ``who``: an actor that died
+    or does not answer within ``timeout_s`` raises ``lost``; an error it raised itself is
+    re-raised if it is a :class:`~harness.errors.BenchError` (its message is for the user),
+    else a :class:`SystemFailure` naming its type."""
+    exceptions = ray.exceptions
+    try:
+        return ray.get(ref, timeout=max(timeout_s, 1.0))
+    except exceptions.GetTimeoutError:
+        raise lost(f"{who}: its actor did not answer ({what}) in {timeout_s:.0f} s") from None
+    except exceptions.RayActorError as exc:
+        raise lost(f"{who} lost during {what}: {_first_line(exc)}") from None
+    except exceptions.RayTaskError as exc:
+        cause = exc.cause if exc.cause is not None else exc
+        if isinstance(cause, BenchError):
+            raise cause from None
+        raise SystemFailure(f"{who}: {type(cause).__name__}: {_first_line(cause)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class LoadNode:
@@ -103,12 +135,15 @@ class RayHost:
         factory: Callable[[], Client],
         request: Any,
         plan: Plan,
+        on_lost: Callable[[str], None],
     ) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self._ray = ray
         self.node = node
         self.plan = plan
+        #: Told the node's id when its actor is lost (the cluster checks that node).
+        self._on_lost = on_lost
         strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
         self._actor = actor_class.options(
             num_cpus=0, scheduling_strategy=strategy, max_restarts=0
@@ -127,20 +162,11 @@ class RayHost:
         self.offset = measure(lambda: self._get(self._actor.clocks.remote(), "clock", 10.0))
 
     def _get(self, ref: Any, what: str, timeout_s: float) -> Any:
-        exceptions = self._ray.exceptions
         try:
-            return self._ray.get(ref, timeout=max(timeout_s, 1.0))
-        except exceptions.GetTimeoutError:
-            raise SystemFailure(
-                f"{self.node.name}: its load actor did not answer ({what}) in {timeout_s:.0f} s"
-            ) from None
-        except exceptions.RayActorError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SystemFailure(f"{self.node.name} lost during {what}: {first}") from None
-        except exceptions.RayTaskError as exc:
-            cause = exc.cause if exc.cause is not None else exc
-            first = (str(cause).strip().splitlines() or [""])[0]
-            raise SystemFailure(f"{self.node.name}: {type(cause).__name__}: {first}") from None
+            return ray_get(self._ray, ref, self.node.name, what, timeout_s, lost=LoadLost)
+        except LoadLost:
+            self._on_lost(self.node.node_id)
+            raise
 
     def go(self, t0_ns: int, end_ns: int) -> None:
         self._actor.go.remote(self.offset.to_node(t0_ns), self.offset.to_node(end_ns))

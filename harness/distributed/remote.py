@@ -57,8 +57,7 @@ def run_on_node(
 ) -> RunResult:
     """Run ``scenario`` on a node offering ``resources``; the result is written here."""
     ray = session.ray
-    offered = [node["Resources"] for node in session.alive_nodes()]
-    if not any(all(node.get(k, 0) >= v for k, v in resources.items()) for node in offered):
+    if not session.offering(resources):
         wanted = ",".join(f"{k}={v:g}" for k, v in resources.items())
         raise InputError(f"--resources {wanted}: no alive node of the cluster offers them")
     gpus = resources.get("GPU", 0)
