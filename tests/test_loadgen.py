@@ -161,15 +161,34 @@ def test_accounting_never_loses_a_request(mode):
 
 
 class PacedClient:
-    """A server that takes 2 ms, or, if it ``drifts``, 2 ms more every half second."""
+    """A server that takes ``service_s``, or, if it ``drifts``, 4 times that more each second."""
 
-    def __init__(self, drifts: bool) -> None:
+    def __init__(self, drifts: bool, service_s: float = 0.002) -> None:
         self._drifts = drifts
+        self._service_s = service_s
         self._born = time.monotonic()
 
     def call(self, request: np.ndarray) -> np.ndarray:
         slower = 4 * (time.monotonic() - self._born) if self._drifts else 0
-        time.sleep(0.002 * (1 + slower))
+        time.sleep(self._service_s * (1 + slower))
+        return request
+
+    def close(self) -> None:
+        pass
+
+
+class TickingClient:
+    """A server that replies on the next tick of a fixed clock (every ``period_s``).
+
+    A busy machine can delay a wake-up, but not the next tick: its rate stays one reply per
+    tick and its median latency one period, whatever the load (a 2 ms sleep stretched by
+    a busy scheduler swings both by far more than 25 % from one window to the next)."""
+
+    def __init__(self, period_s: float) -> None:
+        self._period_s = period_s
+
+    def call(self, request: np.ndarray) -> np.ndarray:
+        time.sleep(self._period_s - time.monotonic() % self._period_s)
         return request
 
     def close(self) -> None:
@@ -180,7 +199,10 @@ class PacedClient:
 def test_windows_stop_when_stable_and_not_before(drifts):
     timing = Timing(warmup_s=0.1, window_s=0.5, max_windows=5, stability_pct=25)
     plan = Plan(mode="closed", senders=2, timeout_s=1)
-    host = ThreadHost([PacedClient(drifts) for _ in range(2)], [REQUEST] * 2, plan)
+    # 20 ms ticks (50 replies a window), or 20 ms growing to 200 ms: 1.6 times slower from
+    # the third window to the fifth, which no scheduler delay of a busy machine evens out.
+    clients = [PacedClient(True, 0.02) if drifts else TickingClient(0.02) for _ in range(2)]
+    host = ThreadHost(clients, [REQUEST] * 2, plan)
     try:
         run = drive([host], timing, 1.0)
     finally:
