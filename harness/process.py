@@ -34,9 +34,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import SystemFailure
+from harness.watchdog import remove_startup_folders, startup_end
 
 _PR_SET_PDEATHSIG = 1
 # Resolved before any fork: loading symbols in a child forked from a threaded parent can hang.
@@ -74,14 +76,33 @@ def _pdeathsig_hook() -> Callable[[], None] | None:
     return None
 
 
+@dataclass(frozen=True)
+class StartupFolders:
+    """Empty folders a server makes at a fixed, shared place while it starts (Triton's Python
+    backend: ``/tmp/python_env_*``): those matching ``pattern`` made after its launch and
+    before the first file matching ``until`` (see :mod:`harness.watchdog`)."""
+
+    pattern: str
+    until: str
+
+
 class _Watchdog:
     """The :mod:`harness.watchdog` process of one server, and the pipe that dismisses it."""
 
-    def __init__(self, pgid: int | None, leftovers: Sequence[str | Path], term: bool) -> None:
+    def __init__(
+        self,
+        pgid: int | None,
+        leftovers: Sequence[str | Path],
+        term: bool,
+        startup: tuple[StartupFolders, float] | None = None,
+    ) -> None:
         stop_r, self._stop_w = os.pipe()
         harness_fd = os.pidfd_open(os.getpid())
         group = "-" if pgid is None else str(pgid)
         argv = [sys.executable, "-I", "-S", str(_WATCHDOG), group, str(stop_r)]
+        if startup:
+            folders, since = startup
+            leftovers = ["--startup", folders.pattern, folders.until, repr(since), *leftovers]
         try:
             self._popen = subprocess.Popen(
                 [*argv, str(harness_fd), str(int(term)), *map(str, leftovers)],
@@ -114,6 +135,7 @@ class ServerProcess:
     anywhere). ``leftovers`` are paths or globs (a work folder, ``/dev/shm/prefix*``) that
     the watchdog removes if the harness dies without stopping the server; a normal
     :meth:`stop` leaves them to the caller, which knows when they are no longer used.
+    ``startup_folders`` are removed on every exit path: by :meth:`stop`, or by the watchdog.
     ``grace`` is how long :meth:`stop` lets it shut down before SIGKILL.
     """
 
@@ -126,9 +148,11 @@ class ServerProcess:
         leftovers: Sequence[str | Path] = (),
         config: bytes = b"",
         grace: float = 5.0,
+        startup_folders: StartupFolders | None = None,
     ) -> None:
         self.name = name
         self.grace = grace
+        self._startup_folders = startup_folders
         self._failure_log: Path | None = None
         fd, log_name = tempfile.mkstemp(
             prefix=f"pipebench-{_slug(name)}-", suffix=".log", dir=work_dir()
@@ -139,6 +163,7 @@ class ServerProcess:
         with self.log_path.open("wb") as log, tempfile.TemporaryFile(dir=work_dir()) as stdin:
             stdin.write(config)
             stdin.seek(0)
+            self._launched = time.time()
             try:
                 self._popen = subprocess.Popen(
                     list(argv),
@@ -156,7 +181,8 @@ class ServerProcess:
                     f"{name}: cannot start {argv[0]}: {_why(argv[0], exc)}"
                 ) from None
         try:
-            self._watchdog = _Watchdog(self._popen.pid, leftovers, term=hook is None)
+            startup = (startup_folders, self._launched) if startup_folders else None
+            self._watchdog = _Watchdog(self._popen.pid, leftovers, hook is None, startup)
         except OSError as exc:  # no watchdog, no server: a crash could leave it running
             self._signal_group(signal.SIGKILL)
             self._popen.wait()
@@ -226,12 +252,24 @@ class ServerProcess:
                 )
             time.sleep(0.05)
 
+    def remove_startup_folders(self) -> None:
+        """Remove the server's start-up folders now (it started; e.g. Triton's python_env_*,
+        used only for execution environments, which our models have none of): no way of
+        ending the run leaves them, and the server only logs at shutdown that it was gone."""
+        if self._startup_folders:
+            end = startup_end(self._startup_folders.until) or time.time()
+            remove_startup_folders(self._startup_folders.pattern, self._launched, end)
+
     def stop(self, grace: float | None = None) -> None:
-        """SIGTERM the server, SIGKILL its group after ``grace`` seconds. Idempotent.
+        """SIGTERM the server, SIGKILL its group after ``grace`` seconds, remove its start-up
+        folders. Idempotent.
 
         Only the server gets SIGTERM: it shuts its own children down (tritonserver unloads
         its models, stops its stubs and removes its ``python_env_*`` folder); stubs killed
         under it abort that and leave the folder behind."""
+        # The start-up's end is read before the stop removes what marks it; with no mark,
+        # it is when the server is gone (it may still make its folders while it stops).
+        end = startup_end(self._startup_folders.until) if self._startup_folders else None
         if self in _live:
             _live.discard(self)
             with contextlib.suppress(ProcessLookupError):
@@ -245,6 +283,9 @@ class ServerProcess:
             # Children that outlived the leader (e.g. Python stubs) share its group.
             self._signal_group(signal.SIGKILL)
             self._watchdog.dismiss()
+            if self._startup_folders:
+                pattern = self._startup_folders.pattern
+                remove_startup_folders(pattern, self._launched, end or time.time())
         self.log_path.unlink(missing_ok=True)
 
     def _signal_group(self, sig: signal.Signals) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from engines.workloads import Workload
 from harness.affinity import Placement, plan
+from harness.distributed.cluster import current as current_cluster
 from harness.equivalence import ReplyPeers
 from harness.errors import BenchError, InputError
 from harness.loadgen import drive
@@ -188,7 +189,8 @@ def run_scenario(
     if load.seed is None:
         load = load.model_copy(update={"seed": secrets.randbelow(2**31)})
     scenario = scenario.model_copy(update={"load": load})
-    placement = plan(load.affinity)
+    # With --cluster the load runs on the nodes' actors: nothing here to place.
+    placement = plan("none" if current_cluster() else load.affinity)
     with placement.applied():
         return _run_placed(scenario, scenario_file, store, placement, progress)
 

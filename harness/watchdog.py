@@ -13,15 +13,17 @@ it). It blocks until either
 
 In the second case it first lets the server stop by itself (the kernel sent it SIGTERM as
 its parent died; tritonserver removes its Python backend's ``/tmp/python_env_*`` folder
-only on a graceful shutdown), SIGKILLs the whole group after
+only on a graceful shutdown after its models loaded), SIGKILLs the whole group after
 ``GRACE_S``, waits for it to empty, and removes the leftovers it was given (work folder,
-shared-memory globs). ``PGID`` ``-`` guards no server, only leftovers: the harness's own
-temp folder, removed once no server or watchdog that works in it is left.
+shared-memory globs) and the folders the server made at a fixed path while it started
+(see :func:`remove_startup_folders`). ``PGID`` ``-`` guards no server, only leftovers: the
+harness's own temp folder, removed once no server or watchdog that works in it is left.
 
-Run as ``python -I -S watchdog.py PGID STOP_FD HARNESS_PIDFD TERM [LEFTOVER_GLOB ...]``;
-``TERM`` is 1 if the watchdog must send SIGTERM itself (a server started from a thread other
-than the main one has no ``PR_SET_PDEATHSIG``: tritonserver cuts its graceful shutdown short
-on a second SIGTERM). It uses the standard library only, so it starts in a few milliseconds.
+Run as ``python -I -S watchdog.py PGID STOP_FD HARNESS_PIDFD TERM [--startup PATTERN UNTIL
+SINCE] [LEFTOVER_GLOB ...]``; ``TERM`` is 1 if the watchdog must send SIGTERM itself (a
+server started from a thread other than the main one has no ``PR_SET_PDEATHSIG``:
+tritonserver cuts its graceful shutdown short on a second SIGTERM). It uses the standard
+library only, so it starts in a few milliseconds.
 """
 
 from __future__ import annotations
@@ -98,6 +100,32 @@ def remove(patterns: list[str]) -> None:
                     os.unlink(path)
 
 
+def startup_end(until: str) -> float | None:
+    """When a server's start-up ended: its first file matching ``until`` was made (e.g. its
+    first Python stub's shared-memory region); None if it has none (not there yet)."""
+    made = []
+    for path in glob.glob(until):
+        with contextlib.suppress(OSError):
+            made.append(os.stat(path).st_ctime)
+    return min(made, default=None)
+
+
+def remove_startup_folders(pattern: str, since: float, end: float) -> None:
+    """Remove the empty folders matching ``pattern`` made between ``since`` and ``end``.
+
+    Triton's Python backend makes ``/tmp/python_env_XXXXXX`` (a fixed place: ``TMPDIR`` is
+    ignored) as it loads, before its first stub starts, and removes it only on a graceful
+    shutdown after its models loaded. No process holds it open and its name is random, so
+    this server's folder is told apart by when it was made: after the launch, before the
+    first stub. ``rmdir`` never removes a folder that holds anything (a server's extracted
+    environments). The 0.1 s margins cover the kernel's coarse file clock.
+    """
+    for folder in glob.glob(pattern):
+        with contextlib.suppress(OSError):
+            if since - 0.1 <= os.stat(folder).st_ctime <= end + 0.1:
+                os.rmdir(folder)
+
+
 def wait_for_users(patterns: list[str]) -> None:
     """Wait (bounded) until no other process names a matched path in its command line: the
     servers working in the harness's temp folder and their watchdogs, which are still
@@ -124,13 +152,19 @@ def _names(pid: str, paths: list[bytes]) -> bool:
 def main(argv: list[str]) -> None:
     pgid = None if argv[0] == "-" else int(argv[0])
     stop_fd, harness_fd, term = int(argv[1]), int(argv[2]), argv[3] == "1"
-    leftovers = argv[4:]
+    startup, leftovers = None, argv[4:]
+    if leftovers[:1] == ["--startup"]:
+        startup, leftovers = leftovers[1:4], leftovers[4:]
     if harness_gone(stop_fd, harness_fd):
         if pgid is None:
             wait_for_users(leftovers)
         else:
             stop_gracefully(pgid, term)
             kill_group(pgid)
+        if startup:  # before the leftovers: they may hold the file that ends the start-up
+            pattern, until, since = startup
+            end = startup_end(until) or time.time()  # the group is gone: it makes no more
+            remove_startup_folders(pattern, float(since), end)
         remove(leftovers)
 
 

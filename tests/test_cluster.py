@@ -28,7 +28,7 @@ from harness.measurement import OK, Timing
 from harness.runner import RunOptions
 from harness.scenario import load_scenario
 from harness.storage import ResultStore
-from tests.cli_helpers import BENCH, cmdline, read_until
+from tests.cli_helpers import BENCH, THRIFT, cmdline, read_until
 from tests.conftest import ROOT, hello_scenario
 
 ray = pytest.importorskip("ray")
@@ -195,6 +195,20 @@ def _load_actors_on(root: int, resource: str) -> dict[int, psutil.Process]:
     return found
 
 
+def _wait_until_served(root: int, cpu_s: float, timeout: float = 120) -> None:
+    """Until the Thrift server under ``root`` has spent ``cpu_s`` more CPU seconds than now
+    (idle, it spends none; on a busy machine it gets about 0.05 s a second): it is serving
+    the turn's load, so every load node has started (the load actors send only once all of
+    them are ready). The run's own event, however long a busy machine takes to start them."""
+    servers = [p for p in psutil.Process(root).children(recursive=True) if THRIFT in cmdline(p)]
+    server = max(servers, key=lambda p: p.create_time())  # the turn's, not one stopping
+    busy = sum(server.cpu_times()[:2])
+    deadline = time.monotonic() + timeout
+    while sum(server.cpu_times()[:2]) < busy + cpu_s:
+        assert time.monotonic() < deadline, f"the Thrift server not serving within {timeout} s"
+        time.sleep(0.05)
+
+
 def test_a_killed_raylet_fails_its_point_keeps_the_rest_and_leaves_nothing(
     write_scenario, tmp_path
 ):
@@ -220,7 +234,7 @@ def test_a_killed_raylet_fails_its_point_keeps_the_rest_and_leaves_nothing(
         raylet = _load_actors_on(run.pid, "local_node_0")[new.pop()]
         folder = re.search(r"(/\S*?pipebench-ray-[^/\s]+)", cmdline(raylet))
         raylet_node = re.search(r"--node_id=(\w+)", cmdline(raylet))
-        time.sleep(1.0)  # past the warm-up, into the first 2 s window
+        _wait_until_served(run.pid, cpu_s=0.05)  # every node started: the turn is sending
         raylet.kill()
         _, err = run.communicate(timeout=180)
     finally:

@@ -9,21 +9,26 @@ is SIGKILLed, and one system raises mid-run.
 
 from __future__ import annotations
 
+import glob
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import psutil
 import pytest
 
+from engines.triton.server import PYTHON_ENVS
 from tests.cli_helpers import (
     STUB,
     THRIFT,
     TRITON,
     RunWatcher,
     alive,
+    cmdline,
     only_result,
+    python_envs_made_between,
     read_until,
     wait_for_child,
 )
@@ -161,6 +166,66 @@ def test_a_killed_harness_takes_its_servers_with_it(
     assert len(watcher.named(STUB)) >= helpers and watcher.named(server)
     # Triton gets the time of a graceful shutdown (it removes its python_env_* folder then).
     watcher.assert_nothing_left(within=20)
+
+
+def _in_run_folder(pid: int, pattern: str, text: str = "") -> bool:
+    """A file of the run's temp folder matches ``pattern`` (and holds ``text``)."""
+    for path in glob.glob(f"/tmp/pipebench-run-{pid}-*/{pattern}"):
+        try:
+            with open(path, errors="replace") as file:
+                if text in file.read():
+                    return True
+        except IsADirectoryError:
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _has_child(pid: int, marker: str) -> bool:
+    try:
+        return any(marker in cmdline(child) for child in psutil.Process(pid).children(True))
+    except psutil.NoSuchProcess:
+        return False
+
+
+#: Moments of Triton's start-up, each the run's own event: its work folder appears, its
+#: server process, the server's log line that the model is loading, a new python_env_*
+#: folder (the Python backend made it), the first stub, the log line that the model loaded.
+TRITON_STARTUP: dict[str, Callable[[int, set[str]], bool]] = {
+    "work folder": lambda pid, envs: _in_run_folder(pid, "pipebench-triton-*/"),
+    "server": lambda pid, envs: _has_child(pid, TRITON),
+    "loading": lambda pid, envs: _in_run_folder(pid, "pipebench-triton-*.log", "loading: "),
+    "python_env": lambda pid, envs: bool(set(glob.glob(PYTHON_ENVS)) - envs),
+    "first stub": lambda pid, envs: _has_child(pid, STUB),
+    "loaded": lambda pid, envs: _in_run_folder(pid, "pipebench-*.log", "successfully loaded"),
+}
+
+
+@pytest.mark.parametrize("moment", list(TRITON_STARTUP))
+def test_a_harness_killed_while_triton_starts_leaves_nothing(
+    moment, write_scenario, tmp_path, bench_run
+):
+    """No process, no run folder, no work folder, no shm region and no python_env_* folder
+    (which Triton removes only on a graceful shutdown after loading: the watchdog does)."""
+    scenario = hello_scenario(systems=["triton"], serving=TWO_STUBS, load=short_load(1))
+    envs_before = set(glob.glob(PYTHON_ENVS))
+    started = time.time()
+    run = bench_run("run", str(write_scenario(scenario)), "--results-dir", str(tmp_path))
+    watcher = RunWatcher(run.pid)
+    deadline = time.monotonic() + 120
+    while not TRITON_STARTUP[moment](run.pid, envs_before):
+        assert run.poll() is None, f"the run ended before {moment}: {run.communicate()}"
+        assert time.monotonic() < deadline, f"no {moment} within 120 s"
+        time.sleep(0.005)
+    watcher.sample()
+    run.kill()  # no finally, no atexit: only PR_SET_PDEATHSIG and the watchdogs remain
+    run.communicate(timeout=60)
+    if moment != "work folder":
+        assert watcher.named(TRITON)
+    watcher.assert_nothing_left(within=30)  # the server's graceful shutdown, then SIGKILL
+    made = python_envs_made_between(started, time.time()) - envs_before
+    assert not made, f"Python backend folders left: {made}"
 
 
 #: Starts a server from a worker thread that then ends, and reports the server's PID.

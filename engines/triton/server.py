@@ -3,14 +3,11 @@ cluster node), leaving nothing behind."""
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
 import shutil
 import socket
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -22,13 +19,14 @@ from engines.triton.repository import (
 )
 from engines.workloads import Workload
 from harness.errors import InputError
-from harness.process import ServerProcess, work_dir
+from harness.process import ServerProcess, StartupFolders, work_dir
 from harness.scenario import Scenario
 
 SHM_DIR = Path("/dev/shm")
-#: The Python backend makes ``/tmp/python_env_XXXXXX`` (a fixed path: TMPDIR is ignored) as
-#: it loads, before the first stub starts, and removes it only on a graceful shutdown after
-#: its models loaded (not when stopped while loading, nor always when its parent dies).
+#: The Python backend makes ``/tmp/python_env_XXXXXX`` (a fixed path: its
+#: ``EnvironmentManager`` calls ``mkdtemp("/tmp/python_env_XXXXXX")``, TMPDIR is ignored)
+#: as it loads, before the first stub starts, and removes it only on a graceful shutdown
+#: after its models loaded (not when stopped while loading, nor always when its parent dies).
 PYTHON_ENVS = "/tmp/python_env_*"
 
 
@@ -62,7 +60,6 @@ class TritonServer:
         self.http_port, self.grpc_port = free_port(host), free_port(host)
         self.metrics_port = free_port(host)
         self.model_name = MODEL_NAME
-        self._launched = time.time()
         try:
             self.process = self._launch(scenario, workload, compute)
         except BaseException:
@@ -93,8 +90,13 @@ class TritonServer:
         tmp.mkdir()
         path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
         env = dict(os.environ, PATH=path, TMPDIR=str(tmp))
-        leftovers = [self._workdir, SHM_DIR / f"{self._shm_prefix}*"]
-        return ServerProcess(self.name, argv, env=env, leftovers=leftovers, grace=10.0)
+        shm = str(SHM_DIR / f"{self._shm_prefix}*")
+        # Its first stub's shm region is made after the backend's python_env_* folder.
+        startup = StartupFolders(PYTHON_ENVS, until=shm)
+        leftovers = [self._workdir, shm]
+        return ServerProcess(
+            self.name, argv, env=env, leftovers=leftovers, grace=10.0, startup_folders=startup
+        )
 
     @property
     def http_url(self) -> str:
@@ -111,35 +113,12 @@ class TritonServer:
     def shm_regions(self) -> list[Path]:
         return sorted(SHM_DIR.glob(f"{self._shm_prefix}*"))
 
-    def _python_env_window(self) -> tuple[float, float]:
-        """When this server's Python backend made its folder: after the launch, before the
-        first stub's shared-memory region (made just before the stub starts; ours by its
-        prefix), or before now if there is none yet."""
-        made = []
-        for region in self.shm_regions():
-            with contextlib.suppress(OSError):
-                made.append(region.stat().st_ctime)
-        return self._launched, min(made, default=time.time())
-
-    def _remove_python_env(self, window: tuple[float, float]) -> None:
-        """Remove the empty python_env_* folders made in this server's window (``rmdir``
-        never removes a folder that holds anything, e.g. another server's environment)."""
-        start, end = window
-        for folder in glob.glob(PYTHON_ENVS):
-            with contextlib.suppress(OSError):
-                if start - 0.1 <= os.stat(folder).st_ctime <= end + 0.1:
-                    os.rmdir(folder)
-
     def loaded(self) -> None:
-        """The model is loaded: the backend's python_env_* folder (used only for execution
-        environments, which this model has none of) is removed now, so that no way of
-        ending the run leaves it; at shutdown the server only logs that it was gone."""
-        self._remove_python_env(self._python_env_window())
+        """The model is loaded: the backend's python_env_* folder is removed now."""
+        self.process.remove_startup_folders()
 
     def stop(self) -> None:
-        window = self._python_env_window()
         self.process.stop()
-        self._remove_python_env(window)
         for region in self.shm_regions():  # only left if a stub was killed
             region.unlink(missing_ok=True)
         shutil.rmtree(self._workdir, ignore_errors=True)
