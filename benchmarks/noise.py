@@ -28,6 +28,7 @@ import contextlib
 import gc
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -187,6 +188,25 @@ def _rows(variant: str, point: int, contenders: list[Contender]) -> list[dict]:
     return rows
 
 
+def machine_floor(cpu: int, slices: int = 40, slice_s: float = 0.25) -> dict[str, float]:
+    """The machine's own spread on one CPU: a fixed pure-Python loop timed in ``slices``
+    windows as long as a turn's, nothing else of ours running. No variant can be steadier
+    than this; on a shared virtual machine the host's other tenants show up here."""
+    original = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    rates = []
+    try:
+        for _ in range(slices):
+            count, began = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - began) < slice_s:
+                sum(range(1000))
+                count += 1
+            rates.append(count / elapsed)
+    finally:
+        os.sched_setaffinity(0, original)
+    return {"cv": _cv(rates), "max_min": max(rates) / min(rates)}
+
+
 def recording_cost(seconds: float = 1.0) -> float:
     """Calls/s through the recorder (the null system's host) over a bare call loop."""
     client = NullClient("echo", {})
@@ -245,6 +265,7 @@ def main() -> None:
             "others_cpu_pct": _median(r["others_pct"] for r in mine),
         }
     cost = recording_cost()
+    floors = {cpu: machine_floor(cpu) for cpu in sorted(os.sched_getaffinity(0))}
     ranked = [n for n in summary if math.isfinite(summary[n]["median_cv_rounds"])]
     best = min(ranked, key=lambda n: summary[n]["median_cv_rounds"]) if ranked else None
     print("\n### Summary\n")
@@ -260,6 +281,11 @@ def main() -> None:
             f"| {_fmt(s['others_cpu_pct'])} |"
         )
     print(f"\nrecording a sample keeps {cost:.2f} of a bare call loop's rate")
+    for cpu, floor in floors.items():
+        print(
+            f"machine floor, CPU {cpu}: a fixed loop in 0.25 s windows varies by "
+            f"{floor['cv']:.1f} % (max/min {floor['max_min']:.2f})"
+        )
     if best:
         print(f"recommendation: the lowest round-to-round spread comes with '{best}'")
     print(
@@ -268,6 +294,7 @@ def main() -> None:
                 "minutes": round((time.perf_counter() - began) / 60, 1),
                 "best": best,
                 "recording_cost_ratio": round(cost, 3),
+                "machine_floor_cv": {cpu: round(f["cv"], 2) for cpu, f in floors.items()},
                 "variants": {n: {k: round(v, 3) for k, v in s.items()} for n, s in summary.items()},
             }
         )

@@ -1,14 +1,18 @@
 """Where the load generator and the servers run: CPU placement of a measurement.
 
-Measured on the 2-vCPU virtual machines this project runs on (``benchmarks/noise.py``):
-a client and a server left to the OS scheduler switch between two regimes, both on one
-vCPU (a request is a context switch) or one on each (every request wakes the other vCPU,
-which a hypervisor without guest halt-polling does through a VM exit). The regime flips
-within a second, so one turn of 1 client on Thrift read 2,900 or 11,400 QPS from one
-window to the next, and the round-to-round spread of QPS was 12-37 %. Pinned, each
-regime is steady; sharing one vCPU was the steadiest (spread 7 % on a loaded machine,
-against 13-27 % unpinned and 17-30 % on disjoint vCPUs), and it leaves the other vCPU to
-everything else the machine runs.
+Measured on the 2-vCPU virtual machines this project runs on: a client and a server left
+to the OS scheduler switch between two regimes, both on one vCPU (a request is a context
+switch) or one on each (every request wakes the other vCPU, which a hypervisor without
+guest halt-polling does through a VM exit). The regime flips within a second: one turn of
+1 client on Thrift read 2,900 and 11,400 QPS in two consecutive 0.4 s windows. Pinned, each
+regime is steady, and sharing one vCPU was the steadiest. Interleaved turns on a loaded
+machine, round-to-round spread of QPS (CV) for thrift, pipe+thrift and triton at 1 and 10
+clients: 7-16 % shared, 13-38 % unpinned, 17-30 % on disjoint vCPUs. On a quiet machine
+(``benchmarks/noise.py``): median 9.1 % shared against 10.3 % unpinned, worst 13 % against
+32 % (thrift and pipe+thrift at 10 clients), paired-ratio half-width 24 % against 34 %.
+The rest of that spread is the host's: a fixed loop pinned to one vCPU varied by 14-23 %
+in 0.25 s windows at the same time. Sharing also leaves the other vCPU to everything else
+the machine runs.
 
 So the placement is part of what is measured, chosen per scenario (``load.affinity``)
 and recorded in the result's environment:
