@@ -293,6 +293,8 @@ def _measure_point(
     budget: float | None,
 ) -> list[PointRecord]:
     name = f"{point:g} clients" if load.mode == "closed" else f"{point:g} req/s"
+    for contender in contenders:
+        contender.next_point()  # a load node lost at the last point: placed again now
     active = [c for c in contenders if c.active]
     found: dict[str, float | None] = {}
     for contender in active:
@@ -300,8 +302,6 @@ def _measure_point(
             found[contender.label] = ceilings.of(contender, load, point)
         except BenchError as exc:
             progress.message(f"client ceiling unknown: {exc}")
-    for contender in contenders:
-        contender.next_point()
     per_round = len(active) * (load.warmup_s + load.duration_s)
     progress.point_started(name, load.repeats * per_round)
 
