@@ -42,7 +42,9 @@ def make_probe(system: System, client_pids: Sequence[int]) -> Callable[[], Probe
             t_ns=clock(),
             client_cpu_s=cpu_seconds(client_pids, with_children=False),
             server_cpu_s=system.server_cpu_seconds(),
-            others_cpu_s=None if current_cluster() else others_cpu_s(),
+            # A server on another node or at a URL may well run on this machine too,
+            # outside our tree: then "others" would count the system under test.
+            others_cpu_s=None if current_cluster() or system.remote else others_cpu_s(),
             gpu=gpu.sample(),
         )
 

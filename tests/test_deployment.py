@@ -73,6 +73,9 @@ def test_serve_triton_then_measure_it_remotely(write_scenario, tmp_path):
         assert record.failure is None and record.qps > 0
         assert record.cpu["server_pct"] is None  # unknown, not zero
         assert "unknown" in record.server_stats["server_cpu"]
+        # The served Triton runs here, outside the harness's tree: it is the system under
+        # test, not other work, so no turn is retaken for it and no share is claimed.
+        assert record.others_cpu_pct is None and record.retaken_turns == 0
         serving = record.server_stats["serving"]
         assert (serving["instances"], serving["max_batch"]) == (1, 1)
         times = record.server_stats["server_times"]
