@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RUN = [sys.executable, "-m", "harness.cli", "run", "scenarios/hello_world.yaml", "--quick"]
 RUN += ["--systems", "thrift,triton"]
+# Every arm unpinned: a local cluster's actors are placed by the OS, so the threads arm is
+# too (harness.affinity's default would share one CPU and take the same-CPU fast path).
+RUN += ["--set", "load.affinity=none"]
 
 
 def _qps(extra: list[str]) -> dict[str, float]:
@@ -57,7 +60,7 @@ def _per_node_costs() -> dict[str, float]:
         ready = []
         for _ in range(3):
             t = time.perf_counter()
-            hosts = session.hosts(factory, request, plans("closed", 2, 2, 5.0))
+            hosts = session.hosts(factory, [request] * 2, plans("closed", 2, 2, 5.0))
             ready.append((time.perf_counter() - t) / len(hosts))
             uncertainty = max(h.offset.uncertainty_ns for h in hosts)
             for host in hosts:
