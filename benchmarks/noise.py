@@ -47,6 +47,7 @@ from harness.measurement import Timing
 from harness.rounds import Contender, PointPlan, measure_rounds, rotation
 from harness.scenario import Scenario, load_scenario
 from harness.stats import (
+    fixed_loop_rates,
     half_width_pct,
     median_interval,
     paired_ratios,
@@ -194,14 +195,8 @@ def machine_floor(cpu: int, slices: int = 40, slice_s: float = 0.25) -> dict[str
     than this; on a shared virtual machine the host's other tenants show up here."""
     original = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
-    rates = []
     try:
-        for _ in range(slices):
-            count, began = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - began) < slice_s:
-                sum(range(1000))
-                count += 1
-            rates.append(count / elapsed)
+        rates = fixed_loop_rates(slices, slice_s)
     finally:
         os.sched_setaffinity(0, original)
     return {"cv": _cv(rates), "max_min": max(rates) / min(rates)}

@@ -144,10 +144,9 @@ def paired_ratios(values: Sequence[float], baseline: Sequence[float]) -> list[fl
     ]
 
 
-def cpu_noise_floor(slices: int = 10, slice_s: float = 0.1) -> float:
-    """The machine's own spread: a fixed pure-Python loop timed ``slices`` times, as the
-    coefficient of variation (%) of its rate. A benchmark cannot be more precise than this.
-    """
+def fixed_loop_rates(slices: int, slice_s: float) -> list[float]:
+    """A fixed pure-Python loop's rate (iterations/s) in ``slices`` windows of ``slice_s``:
+    the machine's own speed over time, nothing of a system's in it."""
     import time
 
     rates = []
@@ -157,4 +156,11 @@ def cpu_noise_floor(slices: int = 10, slice_s: float = 0.1) -> float:
             sum(range(1000))
             count += 1
         rates.append(count / elapsed)
+    return rates
+
+
+def cpu_noise_floor(slices: int = 10, slice_s: float = 0.1) -> float:
+    """The machine's own spread: the coefficient of variation (%) of the fixed loop's rate
+    (:func:`fixed_loop_rates`). A benchmark cannot be more precise than this."""
+    rates = fixed_loop_rates(slices, slice_s)
     return 100 * statistics.stdev(rates) / statistics.fmean(rates)
