@@ -16,6 +16,11 @@ disjoint cores); a fixed system order instead of the rotation. Each row also say
 much of the machine other processes used meanwhile (:mod:`harness.interference`). Plus the cost
 of recording one sample: a bare call loop against the same loop through the recorder.
 
+And the machine's own floor, which no variant can beat: a fixed loop per CPU, in short
+windows and at a turn's length on all CPUs at once (do they slow down together?), and how
+many rounds the median interval would need for ±5 % at that floor
+(``--variants none`` measures only the floor).
+
 It prints a table per variant, then what it recommends, and as its last line one JSON
 object. Run it on a quiet machine: ``flock /tmp/bench.lock .venv/bin/python
 benchmarks/noise.py [--rounds 6]``.
@@ -28,7 +33,9 @@ import contextlib
 import gc
 import json
 import math
+import multiprocessing as mp
 import os
+import random
 import statistics
 import sys
 import time
@@ -202,6 +209,46 @@ def machine_floor(cpu: int, slices: int = 40, slice_s: float = 0.25) -> dict[str
     return {"cv": _cv(rates), "max_min": max(rates) / min(rates)}
 
 
+def _loop_on(cpu: int, start: float, slices: int, slice_s: float, out: mp.Queue) -> None:
+    os.sched_setaffinity(0, {cpu})
+    while time.time() < start:
+        pass
+    out.put((cpu, fixed_loop_rates(slices, slice_s)))
+
+
+def floors_together(slices: int, slice_s: float) -> dict[int, list[float]]:
+    """The fixed loop on every CPU at once, windows aligned: do the CPUs slow down together?
+
+    If they did, a loop timed on an idle CPU beside a turn could correct the turn's QPS
+    for the machine's speed; on a host whose vCPUs are shared independently, they don't."""
+    cpus = sorted(os.sched_getaffinity(0))
+    out: mp.Queue = mp.Queue()
+    start = time.time() + 0.5
+    workers = [mp.Process(target=_loop_on, args=(c, start, slices, slice_s, out)) for c in cpus]
+    for worker in workers:
+        worker.start()
+    found = dict(out.get() for _ in workers)
+    for worker in workers:
+        worker.join()
+    return found
+
+
+def rounds_needed(cv_pct: float, precision_pct: float, trials: int = 400) -> int | None:
+    """Rounds the median interval (:func:`harness.stats.median_interval`) needs for its
+    half-width to be within ``precision_pct`` in most trials, when turns vary by ``cv_pct``
+    on their own (simulated normal noise): the least any method needs on such a machine."""
+    rng = random.Random(1)
+    for rounds in range(6, 200):
+        widths = []
+        for _ in range(trials):
+            values = [rng.gauss(1.0, cv_pct / 100) for _ in range(rounds)]
+            width = half_width_pct(*median_interval(values))
+            widths.append(math.inf if width is None else width)
+        if statistics.median(widths) <= precision_pct:
+            return rounds
+    return None
+
+
 def recording_cost(seconds: float = 1.0) -> float:
     """Calls/s through the recorder (the null system's host) over a bare call loop."""
     client = NullClient("echo", {})
@@ -227,6 +274,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--variants", default="", help="comma-separated subset")
+    parser.add_argument("--floor-slices", type=int, default=30, help="turn-length windows")
     args = parser.parse_args()
     wanted = {v.strip() for v in args.variants.split(",") if v.strip()}
     rows: list[dict] = []
@@ -261,6 +309,12 @@ def main() -> None:
         }
     cost = recording_cost()
     floors = {cpu: machine_floor(cpu) for cpu in sorted(os.sched_getaffinity(0))}
+    # At a turn's length (the default 1.2 s measured), on every CPU at once.
+    together = floors_together(args.floor_slices, 1.2)
+    turn_cv = {cpu: _cv(rates) for cpu, rates in together.items()}
+    rates = list(together.values())
+    correlation = statistics.correlation(rates[0], rates[1]) if len(rates) > 1 else math.nan
+    needed = rounds_needed(statistics.fmean(turn_cv.values()), 5.0)
     ranked = [n for n in summary if math.isfinite(summary[n]["median_cv_rounds"])]
     best = min(ranked, key=lambda n: summary[n]["median_cv_rounds"]) if ranked else None
     print("\n### Summary\n")
@@ -281,6 +335,16 @@ def main() -> None:
             f"machine floor, CPU {cpu}: a fixed loop in 0.25 s windows varies by "
             f"{floor['cv']:.1f} % (max/min {floor['max_min']:.2f})"
         )
+    for cpu, cv in turn_cv.items():
+        print(f"machine floor at a turn's length (1.2 s), CPU {cpu}: {cv:.1f} %")
+    print(
+        f"the CPUs' speeds correlate by {correlation:.2f} (1: they slow down together, "
+        "and a loop on one could correct a turn on the other; 0: independent)"
+    )
+    print(
+        f"rounds the median interval needs for ±5 % at that floor: {needed or 'over 200'} "
+        "(at best: turns of the same system vary at least that much)"
+    )
     if best:
         print(f"recommendation: the lowest round-to-round spread comes with '{best}'")
     print(
@@ -290,6 +354,9 @@ def main() -> None:
                 "best": best,
                 "recording_cost_ratio": round(cost, 3),
                 "machine_floor_cv": {cpu: round(f["cv"], 2) for cpu, f in floors.items()},
+                "turn_floor_cv": {cpu: round(cv, 2) for cpu, cv in turn_cv.items()},
+                "cpu_correlation": round(correlation, 2),
+                "rounds_for_5pct": needed,
                 "variants": {n: {k: round(v, 3) for k, v in s.items()} for n, s in summary.items()},
             }
         )
