@@ -9,7 +9,6 @@ module reckons.
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -77,8 +76,8 @@ def window_series(runs: Sequence[Run]) -> list[WindowPoint]:
                     start_s=(begin - origin) / 1e9,
                     duration_s=seconds,
                     qps=run.samples.ok_done_between(begin, end) / seconds,
-                    p50_ms=percentile_ns(ok, 50) / 1e6 if ok.size else math.nan,
-                    p99_ms=percentile_ns(ok, 99) / 1e6 if ok.size else math.nan,
+                    p50_ms=percentile_ns(ok, 50) / 1e6 if ok.size else None,
+                    p99_ms=percentile_ns(ok, 99) / 1e6 if ok.size else None,
                     errors=sent.count(ERROR),
                     timeouts=sent.count(TIMEOUT),
                     measured=position >= count - STABLE_SET,

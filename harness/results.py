@@ -86,8 +86,9 @@ class WindowPoint(_Model):
     start_s: float
     duration_s: float
     qps: float
-    p50_ms: float
-    p99_ms: float
+    #: None: no reply came back in this window (a stalled server, a pause of the host).
+    p50_ms: float | None
+    p99_ms: float | None
     errors: int
     timeouts: int = 0
     #: The window is one of those reported (the last three of its repeat).

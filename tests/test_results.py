@@ -175,6 +175,26 @@ def test_summarize_keeps_histograms_repeats_and_windows(null_system):
     assert all(w.errors == 20 and w.p99_ms > w.p50_ms > 0 for w in point.windows)
 
 
+def test_a_window_without_replies_is_written_and_read_back_and_drawn(null_system, tmp_path):
+    """A window in which no reply came back (a stalled server) has no latency: the file
+    says so (null), and the file reads back and renders like any other."""
+    whole = synthetic_run(0)
+    begin, end = whole.boundaries_ns[2], whole.boundaries_ns[3]
+    starts = whole.samples.start_ns
+    keep = (starts < begin) | (starts >= end)
+    samples = Samples(starts[keep], whole.samples.latency_ns[keep], whole.samples.outcome[keep])
+    stalled = Run(samples, whole.boundaries_ns, stable=True)
+    load = Load(clients=[1], request_timeout_s=DEADLINE_S)
+    point = summarize(null_system, SystemSpec(name="null"), load, 1, [stalled] * 6)
+    assert point.windows[2].p50_ms is None and point.windows[2].qps < point.windows[1].qps
+    path = write_result(tmp_path / "results" / "stalled.json", [point.model_dump(mode="json")])
+    (again,) = read_result(path).records
+    assert again.windows == point.windows
+    done = bench("report", str(path.parent), "--out", str(tmp_path / "reports"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "reports" / "img" / "demo-clients-1.png").exists()  # windows drawn
+
+
 # -- export ----------------------------------------------------------------------------------
 
 

@@ -206,7 +206,7 @@ def timeseries_plot(result: ResultSet, point: Point, path: Path) -> Path | None:
                 label = record.label if repeat == 0 else None
                 for ax, values in (
                     (left, [w.qps for w in windows]),
-                    (right, [w.p99_ms for w in windows]),
+                    (right, [math.nan if w.p99_ms is None else w.p99_ms for w in windows]),
                 ):
                     ax.plot(x, values, color=color, label=label)
                     hollow = [
