@@ -149,27 +149,51 @@ def remove_startup_folders(pattern: str, since: float, end: float) -> None:
                 os.rmdir(folder)
 
 
-def wait_for_users(patterns: list[str]) -> None:
-    """Wait (bounded) until no other process names a matched path in its command line: the
-    servers working in the harness's temp folder and their watchdogs, which are still
-    stopping them gracefully (removing a server's files under it spoils its shutdown)."""
+def end_users(patterns: list[str], patience: float) -> None:
+    """Wait (``patience`` seconds at most) until no other process names a matched path,
+    then SIGKILL those that still do and wait (bounded) until they are gone: they would
+    write into the folder after it was removed (and make it again).
+
+    Users are the servers working in the harness's temp folder and their watchdogs, which
+    are still stopping them gracefully (removing a server's files under it spoils its
+    shutdown), or the processes of a local Ray cluster, which name its folder in their
+    command line or only in their environment (``RAY_TMPDIR``; workers retitle themselves).
+    A zombie names nothing: it has exited."""
     paths = [path.encode() for pattern in patterns for path in glob.glob(pattern)]
-    deadline = time.monotonic() + GRACE_S + GROUP_EXIT_TIMEOUT_S
-    while paths and time.monotonic() < deadline:
-        if not any(_names(pid, paths) for pid in os.listdir("/proc") if pid.isdigit()):
-            return
+    if paths and not _unused_within(paths, patience):
+        for pid in users(paths):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        _unused_within(paths, GROUP_EXIT_TIMEOUT_S)
+
+
+def _unused_within(paths: list[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while users(paths):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
+    return True
+
+
+def users(paths: list[bytes]) -> list[int]:
+    """Processes other than this one naming one of ``paths`` in their command line or
+    environment."""
+    return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _names(pid, paths)]
 
 
 def _names(pid: str, paths: list[bytes]) -> bool:
     if int(pid) == os.getpid():
         return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            command = cmdline.read()
-    except OSError:
-        return False
-    return any(path in command for path in paths)
+    for part in ("cmdline", "environ"):
+        try:
+            with open(f"/proc/{pid}/{part}", "rb") as file:
+                text = file.read()
+        except OSError:
+            continue
+        if any(path in text for path in paths):
+            return True
+    return False
 
 
 def main(argv: list[str]) -> None:
@@ -180,7 +204,7 @@ def main(argv: list[str]) -> None:
         startup, leftovers = leftovers[1:4], leftovers[4:]
     if harness_gone(stop_fd, harness_fd):
         if pid_fd is None:
-            wait_for_users(leftovers)
+            end_users(leftovers, GRACE_S + GROUP_EXIT_TIMEOUT_S)
         elif (pgid := server_pid(pid_fd)) is not None:
             stop_gracefully(pgid, term)
             kill_group(pgid)
