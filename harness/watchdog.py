@@ -156,9 +156,8 @@ def end_users(patterns: list[str], patience: float) -> None:
 
     Users are the servers working in the harness's temp folder and their watchdogs, which
     are still stopping them gracefully (removing a server's files under it spoils its
-    shutdown), or the processes of a local Ray cluster, which name its folder in their
-    command line or only in their environment (``RAY_TMPDIR``; workers retitle themselves).
-    A zombie names nothing: it has exited."""
+    shutdown), or the processes of a local Ray cluster (see :func:`users`). A zombie names
+    nothing: it has exited."""
     paths = [path.encode() for pattern in patterns for path in glob.glob(pattern)]
     if paths and not _unused_within(paths, patience):
         for pid in users(paths):
@@ -177,8 +176,9 @@ def _unused_within(paths: list[bytes], timeout: float) -> bool:
 
 
 def users(paths: list[bytes]) -> list[int]:
-    """Processes other than this one naming one of ``paths`` in their command line or
-    environment."""
+    """Processes other than this one naming one of ``paths`` in their command line, their
+    environment or a file they hold open (a retitled Ray agent overwrote both the others:
+    its log files, opened in the folder, still name it)."""
     return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _names(pid, paths)]
 
 
@@ -192,6 +192,17 @@ def _names(pid: str, paths: list[bytes]) -> bool:
         except OSError:
             continue
         if any(path in text for path in paths):
+            return True
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd".encode())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(b"/proc/%s/fd/%s" % (pid.encode(), fd))
+        except OSError:
+            continue
+        if any(target.startswith(path) for path in paths):
             return True
     return False
 
