@@ -51,29 +51,32 @@ _TABLE_ROW = re.compile(r"^[+|]")
 _ERROR_LINE = re.compile(r"^(E\d{4} |error\b|Error\b|ERROR\b|\w+Error: )")
 
 
-def _die_with(parent: int) -> Callable[[], None]:
-    """A pre-exec hook for the child: SIGTERM it when ``parent`` goes away.
+def _child_hook(pid_w: int, term_with_parent: bool) -> Callable[[], None]:
+    """A pre-exec hook for the server's process: its first act, before the server's program
+    runs, is to hand its PID to its watchdog (which runs already) on ``pid_w``; then, if
+    ``term_with_parent``, the kernel sends it SIGTERM when the harness goes away.
 
     Checking the parent after ``prctl`` closes the race where the harness died between
     fork and ``prctl``: the signal would never come.
     """
+    parent = os.getpid()
 
     def hook() -> None:
-        # SIGTERM, not SIGKILL: a server that shuts down gracefully cleans up after itself
-        # (Triton's python_env_* folders); the watchdog SIGKILLs it if it does not.
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
+        os.write(pid_w, b"%d\n" % os.getpid())
+        if term_with_parent:
+            # SIGTERM, not SIGKILL: a server that shuts down gracefully cleans up after
+            # itself (Triton's python_env_* folders); the watchdog SIGKILLs it if it does not.
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     return hook
 
 
-def _pdeathsig_hook() -> Callable[[], None] | None:
+def _pdeathsig_allowed() -> bool:
     # The signal fires when the starting *thread* ends: from any other thread than the main
     # one it would kill a healthy server early, so there the watchdog alone covers a crash.
-    if threading.current_thread() is threading.main_thread():
-        return _die_with(os.getpid())
-    return None
+    return threading.current_thread() is threading.main_thread()
 
 
 @dataclass(frozen=True)
@@ -87,19 +90,23 @@ class StartupFolders:
 
 
 class _Watchdog:
-    """The :mod:`harness.watchdog` process of one server, and the pipe that dismisses it."""
+    """The :mod:`harness.watchdog` process of one server (or of a temp folder: ``server``
+    false), and the pipe that dismisses it. It starts before what it guards exists; a
+    server's process tells it its PID through :meth:`child_hook`."""
 
     def __init__(
         self,
-        pgid: int | None,
+        server: bool,
         leftovers: Sequence[str | Path],
         term: bool,
         startup: tuple[StartupFolders, float] | None = None,
     ) -> None:
         stop_r, self._stop_w = os.pipe()
+        pid_r, self._pid_w = os.pipe() if server else (None, None)
         harness_fd = os.pidfd_open(os.getpid())
-        group = "-" if pgid is None else str(pgid)
-        argv = [sys.executable, "-I", "-S", str(_WATCHDOG), group, str(stop_r)]
+        passed = [fd for fd in (pid_r, stop_r, harness_fd) if fd is not None]
+        guarded = "-" if pid_r is None else str(pid_r)
+        argv = [sys.executable, "-I", "-S", str(_WATCHDOG), guarded, str(stop_r)]
         if startup:
             folders, since = startup
             leftovers = ["--startup", folders.pattern, folders.until, repr(since), *leftovers]
@@ -109,15 +116,32 @@ class _Watchdog:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                pass_fds=(stop_r, harness_fd),
+                pass_fds=passed,
                 start_new_session=True,
             )
+        except OSError:
+            self.close_pid_pipe()
+            os.close(self._stop_w)
+            raise
         finally:
-            os.close(stop_r)
-            os.close(harness_fd)
+            for fd in passed:
+                os.close(fd)
+
+    def child_hook(self, term_with_parent: bool) -> Callable[[], None]:
+        """The pre-exec hook of the server's process (see :func:`_child_hook`)."""
+        assert self._pid_w is not None, "a folder's watchdog guards no server"
+        return _child_hook(self._pid_w, term_with_parent)
+
+    def close_pid_pipe(self) -> None:
+        """The server's process was forked (it wrote its PID) or never will be: our end goes,
+        so the watchdog reads end-of-file instead of waiting for a PID."""
+        if self._pid_w is not None:
+            os.close(self._pid_w)
+            self._pid_w = None
 
     def dismiss(self) -> None:
         """The server was stopped normally: let the watchdog exit without doing anything."""
+        self.close_pid_pipe()
         with contextlib.suppress(OSError):  # EPIPE: the watchdog is gone already
             os.write(self._stop_w, b"x")
         os.close(self._stop_w)
@@ -159,11 +183,17 @@ class ServerProcess:
         )
         os.close(fd)
         self.log_path = Path(log_name)
-        hook = _pdeathsig_hook()
+        term_with_parent = _pdeathsig_allowed()
+        self._launched = time.time()
+        startup = (startup_folders, self._launched) if startup_folders else None
+        try:
+            self._watchdog = _Watchdog(True, leftovers, not term_with_parent, startup)
+        except OSError as exc:
+            self.log_path.unlink(missing_ok=True)
+            raise SystemFailure(f"{name}: cannot start its watchdog: {exc.strerror}") from None
         with self.log_path.open("wb") as log, tempfile.TemporaryFile(dir=work_dir()) as stdin:
             stdin.write(config)
             stdin.seek(0)
-            self._launched = time.time()
             try:
                 self._popen = subprocess.Popen(
                     list(argv),
@@ -173,21 +203,16 @@ class ServerProcess:
                     env=env,
                     cwd=cwd,
                     start_new_session=True,
-                    preexec_fn=hook,
+                    preexec_fn=self._watchdog.child_hook(term_with_parent),
                 )
-            except OSError as exc:
+            except (OSError, subprocess.SubprocessError) as exc:
+                # The child failed to exec (or to reach its watchdog: killed?) and is gone.
+                self._watchdog.dismiss()
                 self.log_path.unlink(missing_ok=True)
-                raise SystemFailure(
-                    f"{name}: cannot start {argv[0]}: {_why(argv[0], exc)}"
-                ) from None
-        try:
-            startup = (startup_folders, self._launched) if startup_folders else None
-            self._watchdog = _Watchdog(self._popen.pid, leftovers, hook is None, startup)
-        except OSError as exc:  # no watchdog, no server: a crash could leave it running
-            self._signal_group(signal.SIGKILL)
-            self._popen.wait()
-            self.log_path.unlink(missing_ok=True)
-            raise SystemFailure(f"{name}: cannot start its watchdog: {exc.strerror}") from None
+                why = _why(argv[0], exc) if isinstance(exc, OSError) else "its watchdog is gone"
+                raise SystemFailure(f"{name}: cannot start {argv[0]}: {why}") from None
+            finally:
+                self._watchdog.close_pid_pipe()
         _live.add(self)
 
     @property
@@ -348,7 +373,7 @@ def work_dir() -> Path:
     with _work_lock:
         if _work is None:
             prefix = f"pipebench-run-{os.getpid()}-"
-            watchdog = _Watchdog(None, [Path(tempfile.gettempdir()) / f"{prefix}*"], term=False)
+            watchdog = _Watchdog(False, [Path(tempfile.gettempdir()) / f"{prefix}*"], term=False)
             _work = (Path(tempfile.mkdtemp(prefix=prefix)), watchdog)
         return _work[0]
 
@@ -359,7 +384,7 @@ def guarded_dir(name: str) -> Iterator[Path]:
     by a watchdog started before it exists, if the harness is killed meanwhile (once no
     process naming it in its command line is left, or after the watchdog's grace)."""
     prefix = f"pipebench-{name}-{os.getpid()}-"
-    watchdog = _Watchdog(None, [Path(tempfile.gettempdir()) / f"{prefix}*"], term=False)
+    watchdog = _Watchdog(False, [Path(tempfile.gettempdir()) / f"{prefix}*"], term=False)
     try:
         folder = Path(tempfile.mkdtemp(prefix=prefix))
         try:

@@ -52,6 +52,8 @@ IDLE_TRIFLE_PCT = 3.0
 #: A freshly started system is watched doing nothing twice this long (after as long
 #: again to settle: its last check's connections closing); the quieter reading counts.
 IDLE_PROBE_S = 0.5
+#: How long a failed turn's server gets to show that it exited (see failure_reason).
+EXIT_NOTICE_S = 2.0
 
 
 def rotation(count: int, round_index: int) -> list[int]:
@@ -68,14 +70,21 @@ def turn_seed(run_seed: int, point_index: int, round_index: int, system_index: i
 
 def failure_reason(system: System, exc: Exception) -> str:
     """Why a system failed. A connection error is only the symptom of a server that died:
-    then the server's exit (code and log tail) is the reason given."""
+    then the server's exit (code and log tail) is the reason given. The kernel closes a
+    dying process's sockets (the client's error) before its parent can see it exit, so the
+    exit gets ``EXIT_NOTICE_S`` to show (on a busy machine, that gap is not negligible)."""
     if isinstance(exc, BenchError):
         return str(exc)
     if system.server_cpu_seconds() is not None:  # started: a dead server is the cause
-        try:
-            system.check_alive()
-        except SystemFailure as dead:
-            return str(dead)
+        deadline = time.monotonic() + EXIT_NOTICE_S
+        while True:
+            try:
+                system.check_alive()
+            except SystemFailure as dead:
+                return str(dead)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -120,8 +120,9 @@ def python_envs_made_between(start: float, end: float) -> set[str]:
 
 class RunWatcher:
     """Samples a process tree every few ms and remembers everything it ever contained,
-    including the run's own temp folder (``pipebench-run-PID-*``) and the Python backend
-    folders of the tritonservers it started."""
+    including the temp folders of its processes (``pipebench-*-PID-*``: the run's own, a
+    local cluster's, those of the harness in a Ray worker) and the Python backend folders
+    of the tritonservers it started."""
 
     def __init__(self, pid: int) -> None:
         self.root = pid
@@ -151,7 +152,10 @@ class RunWatcher:
                     key = (process.pid, process.create_time())
                 except psutil.Error:
                     continue
-                self.processes.setdefault(key, process)
+                if key not in self.processes:
+                    self.processes[key] = process
+                    # Its temp folders (a Ray worker's harness makes its own run folder).
+                    self.owned_paths.add(f"/tmp/pipebench-*-{process.pid}-*")
                 # Seen between fork and exec, a child still shows its parent's command line.
                 command = cmdline(process)
                 if command and command != self.commands.get(process.pid):

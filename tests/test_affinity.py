@@ -12,6 +12,7 @@ from harness.affinity import pin_threads, plan
 from harness.rounds import Contender
 from harness.runner import run_scenario
 from harness.storage import ResultStore
+from tests.conftest import hello_scenario
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -67,7 +68,8 @@ def test_a_started_servers_process_tree_runs_on_the_server_cpus(make_scenario):
 
 
 def test_a_run_records_where_it_ran(make_scenario, tmp_path):
-    scenario = make_scenario(systems=["pipe"], load={"clients": [1], "affinity": "shared"})
+    load = {**hello_scenario()["load"], "clients": [1], "affinity": "shared"}  # short turns
+    scenario = make_scenario(systems=["pipe"], load=load)
     result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, scenario.name))
     placement = result.environment.measurement["placement"]
     assert placement == {"mode": "shared", "harness_cpus": [max(CPUS)], "server_cpus": [max(CPUS)]}

@@ -10,6 +10,7 @@ is SIGKILLed, and one system raises mid-run.
 from __future__ import annotations
 
 import glob
+import os
 import signal
 import subprocess
 import sys
@@ -258,3 +259,59 @@ def test_a_server_started_from_a_thread_outlives_the_thread_not_the_harness():
         harness.wait(10)
         harness.stdout.close()
     server.wait(5)  # raises psutil.TimeoutExpired if it is still running
+
+
+#: A harness whose server SIGKILLs it as the server's program's first act: the earliest
+#: moment at which a server exists. From the main thread (the server gets PR_SET_PDEATHSIG,
+#: which does not reach its child) or from a worker thread (it gets none).
+KILLED_BY_ITS_SERVER = """
+import os, sys, threading, time
+from harness.process import ServerProcess
+
+env = {**os.environ, "PIPEBENCH_TEST_MARK": sys.argv[1]}
+start = lambda: ServerProcess("killer", ["sh", "-c", "kill -KILL $PPID; sleep 300"], env=env)
+if sys.argv[2] == "thread":
+    threading.Thread(target=start).start()
+else:
+    start()
+time.sleep(300)
+"""
+
+
+def _marked(mark: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("PIPEBENCH_TEST_MARK") == mark and alive(process):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_harness_killed_the_moment_its_server_starts_leaves_nothing():
+    """The watchdog starts before the server: no moment exists between the two at which a
+    SIGKILL of the harness leaves the server (or the child it started) running. Four
+    harnesses at once, two starting their server from the main thread, two from another."""
+    marks = [f"pipebench-test-{os.getpid()}-{index}" for index in range(4)]
+    harnesses = [
+        subprocess.Popen(
+            [sys.executable, "-c", KILLED_BY_ITS_SERVER, mark, ("main", "thread")[index % 2]],
+            cwd=ROOT,
+        )
+        for index, mark in enumerate(marks)
+    ]
+    for harness in harnesses:
+        assert harness.wait(60) == -signal.SIGKILL  # its server killed it
+    run_folders = [f"/tmp/pipebench-run-{harness.pid}-*" for harness in harnesses]
+    deadline = time.monotonic() + 60  # the watchdogs' grace, then their SIGKILL
+    while True:
+        servers = [process for mark in marks for process in _marked(mark)]
+        folders = [path for pattern in run_folders for path in glob.glob(pattern)]
+        if not servers and not folders:
+            break
+        if time.monotonic() > deadline:
+            for process in servers:
+                process.kill()
+            raise AssertionError(f"left running: {servers}; left in /tmp: {folders}")
+        time.sleep(0.05)

@@ -30,6 +30,7 @@ from harness.errors import BenchError, InputError
 from harness.loadgen import Plan, all_ready
 from harness.process import guarded_dir
 from harness.system import Client
+from harness.watchdog import end_users
 
 #: Simulated load nodes a local cluster may have (each is a raylet: ~100 MB, some CPU).
 MAX_LOCAL_NODES = 8
@@ -40,6 +41,9 @@ LOCAL_HEALTH_CHECK = {"health_check_period_ms": 500, "health_check_failure_thres
 #: How long a node whose load actor was lost gets to show it lives (Ray's default health
 #: checks declare a dead node after 30 s; a local cluster's after about 2).
 SETTLE_TIMEOUT_S = 45.0
+#: How long a local cluster's processes get to exit after its shutdown before SIGKILL (an
+#: orphaned worker notices its raylet is gone only at its next check).
+PROCESS_EXIT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,14 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def local_cluster(ray: ModuleType, nodes: int) -> Iterator[str]:
-    """A Ray cluster of ``nodes`` simulated load nodes on 127.0.0.1; its address."""
+    """A Ray cluster of ``nodes`` simulated load nodes on 127.0.0.1; its address.
+
+    Everything of the cluster lives in one guarded folder: Ray's sessions, sockets and logs
+    (``RAY_TMPDIR``) and the temp folder of its processes (``TMPDIR``, which they inherit):
+    the harness in a Ray worker makes its own temp folder there, and Ray kills its workers
+    and their children (that folder's watchdog too) when they end, so no one else would
+    remove it. The folder goes once every process of the cluster is gone (and does not
+    come back: none writes into it later)."""
     from ray.cluster_utils import Cluster
 
     common: dict[str, Any] = {
@@ -215,16 +226,20 @@ def local_cluster(ray: ModuleType, nodes: int) -> Iterator[str]:
     # folder is removed by a watchdog if the driver is killed.
     with guarded_dir("ray") as folder:
         (folder / "ray").mkdir()  # where Ray writes the cluster's address
+        (folder / "tmp").mkdir()
         try:
-            with _environment({"RAY_TMPDIR": str(folder)}):
+            # Only while Ray's processes start (they inherit it): the driver's own servers
+            # keep its TMPDIR, and only Ray's processes name the folder.
+            with _environment({"RAY_TMPDIR": str(folder), "TMPDIR": str(folder / "tmp")}):
                 head = {**common, "num_cpus": 0, "_system_config": LOCAL_HEALTH_CHECK}
                 cluster = Cluster(initialize_head=True, head_node_args=head)
                 for index in range(nodes):
                     cluster.add_node(**common, num_cpus=1, resources={f"local_node_{index}": 1})
-                yield cluster.address
+            yield cluster.address
         finally:
             if cluster is not None:
                 cluster.shutdown()
+            end_users([str(folder)], PROCESS_EXIT_TIMEOUT_S)
 
 
 @contextlib.contextmanager
