@@ -195,6 +195,16 @@ def test_backend_error_reaches_only_its_caller_and_engine_keeps_serving():
         assert pipe.stats()["errors"] == 1
 
 
+def test_requests_their_callers_ran_count_like_batches_of_one():
+    with Pipe({"backend": "test.recorder", "params": {"delay": 0.002}}) as pipe:
+        for value in range(5):
+            assert pipe(value) == value  # one caller: each runs on the idle instance
+        stats = pipe.stats()
+    assert (stats["requests"], stats["batches"], stats["batch_sizes"]) == (5, 5, {1: 5})
+    assert stats["queue_us_total"] == 0.0 and stats["errors"] == 0
+    assert stats["compute_us_total"] >= 5 * 2000  # each request's own backend time
+
+
 def test_init_error_is_raised_by_the_constructor():
     with pytest.raises(RuntimeError, match="cannot load model"):
         Pipe({"backend": "test.init_fails", "instance_num": 2})

@@ -8,8 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class InstanceStats:
+    """One instance's counters. The batches its worker forms go through :meth:`record`;
+    a request its caller ran alone on the borrowed instance (a batch of one that waited in
+    no queue, the engine's fast path) counts in ``solo`` and ``solo_s`` only, two
+    additions where the caller pays for every one, folded into the totals when read."""
+
     requests: int = 0
     batches: int = 0
     errors: int = 0
@@ -18,6 +23,8 @@ class InstanceStats:
     compute_s: float = 0.0
     #: Each request's batch compute time, summed (Triton's ``compute`` counters' meaning).
     request_compute_s: float = 0.0
+    solo: int = 0
+    solo_s: float = 0.0
 
     def record(self, size: int, compute_s: float, queue_wait_s: float, failed: bool) -> None:
         self.requests += size
@@ -33,13 +40,15 @@ def merge_stats(parts: Iterable[InstanceStats]) -> dict[str, Any]:
     """One node's figures: totals, the formed batch-size histogram and mean times."""
     total = InstanceStats()
     for part in parts:
-        total.requests += part.requests
-        total.batches += part.batches
+        total.requests += part.requests + part.solo
+        total.batches += part.batches + part.solo
         total.errors += part.errors
         total.batch_sizes.update(dict(part.batch_sizes))
+        if part.solo:
+            total.batch_sizes[1] += part.solo
         total.queue_wait_s += part.queue_wait_s
-        total.compute_s += part.compute_s
-        total.request_compute_s += part.request_compute_s
+        total.compute_s += part.compute_s + part.solo_s
+        total.request_compute_s += part.request_compute_s + part.solo_s
     return {
         "requests": total.requests,
         "batches": total.batches,

@@ -17,6 +17,8 @@ class WorkloadBackend(Backend):
     def init(self, params: dict[str, Any]) -> None:
         self.workload = create_workload(params["workload"], params.get("options", {}))
         self.workload.setup()
+        #: The batch goes straight to the workload's compute: one Python call less per batch.
+        self.forward = self.workload.compute  # type: ignore[method-assign]
 
     def forward(self, batch: Sequence[Any]) -> list[Any]:
         return self.workload.compute(batch)

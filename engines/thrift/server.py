@@ -80,7 +80,7 @@ def make_handler(config: dict[str, Any]) -> EngineHandler | NullHandler:
         from engines.pipe import workload_backend  # noqa: F401 - registers the backend
 
         pipe = Pipe(config["node"])
-        return EngineHandler(pipe, pipe.stats)
+        return EngineHandler(pipe.__call__, pipe.stats)  # bound: no call through the type slot
     if config["mode"] == "torchpipe":
         from engines.torchpipe.core import core_call
 
