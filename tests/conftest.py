@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from harness.scenario import Scenario, load_scenario
+from harness.storage import default_fallback
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_MARKERS = (
@@ -127,14 +128,18 @@ def pipebench_shm() -> list[str]:
 
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
-    """Fail the test if it leaves a server process or a shared-memory region behind."""
+    """Fail the test if it leaves a server process, a shared-memory region or a result in
+    the fallback folder (where a run saves when its results folder fails) behind."""
     shm_before = set(pipebench_shm())
+    fallback = default_fallback()
+    saved_before = set(fallback.glob("*.json"))
     yield
     left = server_processes()
     for process in left:  # clean up so one failure does not cascade
         os.kill(process.pid, signal.SIGKILL)
     assert not left, f"server processes left running: {[p.pid for p in left]}"
     assert set(pipebench_shm()) <= shm_before, "shared-memory regions left in /dev/shm"
+    assert set(fallback.glob("*.json")) <= saved_before, f"results saved in {fallback}"
 
 
 @pytest.fixture

@@ -82,9 +82,7 @@ def onnx_scenario(tmp_path: Path, **workload: Any) -> dict[str, Any]:
 
 
 def run(path: Path, tmp_path: Path) -> list[Any]:
-    result = run_scenario(
-        load_scenario(path), path, ResultStore(tmp_path / "results", "result"), RunOptions()
-    )
+    result = run_scenario(load_scenario(path), path, ResultStore(tmp_path, "result"), RunOptions())
     return result.records
 
 
