@@ -37,7 +37,7 @@ from harness.rounds import Contender, PointPlan, measure_rounds, not_measured, p
 from harness.scenario import Load, Scenario, SystemSpec
 from harness.search import find_goodput, summary
 from harness.stats import cpu_noise_floor
-from harness.storage import ResultStore
+from harness.storage import ResultStore, interruptions_deferred
 from harness.system import System, SystemUnavailable, create_system
 from harness.turn import _hosts, client_processes, senders_of
 
@@ -220,7 +220,9 @@ def _run_placed(
     )
 
     def save() -> None:
-        if problem := store.save(result.to_json()):
+        with interruptions_deferred():
+            document = result.to_json()
+        if problem := store.save(document):
             progress.message(f"cannot save results: {problem}; kept in memory, running on")
 
     save()  # claims the file name, so failing servers' logs can be kept beside it

@@ -13,17 +13,51 @@ and the final save goes to a fallback folder under the system's temp folder inst
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from harness.errors import InputError
 
 #: Result files are read by other tools and users: owner writes, everyone reads.
 FILE_MODE = 0o644
+
+
+@contextlib.contextmanager
+def interruptions_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on them as usual.
+
+    Serialising a document runs Python functions inside pydantic's Rust core, which turns
+    an interruption raised in them into a serialisation error: a Ctrl-C landing there
+    became a traceback and exit code 1 instead of the saved partial result and exit 130.
+    Signal handlers belong to the main thread; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, FrameType | None]] = []
+    handlers = {
+        number: signal.signal(number, lambda n, frame: held.append((n, frame)))
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        for number, frame in held[:1]:
+            handler = handlers[number]
+            if callable(handler):
+                handler(number, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(number)
 
 
 def prepare_dir(directory: Path) -> Path:

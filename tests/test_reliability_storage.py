@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from harness.storage import ResultStore, write_atomic
+from harness.results import read_result
+from harness.storage import ResultStore, interruptions_deferred, write_atomic
 from tests.cli_helpers import BENCH, RunWatcher, bench, read_until
 from tests.conftest import ROOT, hello_scenario
+from tests.result_files import record, write_result
 from tests.test_reliability_teardown import short_load
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -168,3 +172,17 @@ def test_a_killed_run_leaves_a_complete_document_not_half_a_file(write_scenario,
     watcher.assert_nothing_left(within=10)
     (saved,) = (tmp_path / "r").glob("*.json")
     assert json.loads(saved.read_text())["complete"] is False
+
+
+def test_a_ctrl_c_while_a_document_is_serialised_is_acted_on_after_it(tmp_path):
+    """pydantic turns an interruption raised inside its serialiser into a serialisation
+    error (a traceback and exit 1 instead of exit 130, seen under load): the runner
+    serialises with interruptions held, and the held one is raised right after."""
+    result = read_result(write_result(tmp_path / "r.json", [record("pipe", 1, [100.0])]))
+    documents = []
+    with pytest.raises(KeyboardInterrupt), interruptions_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler has run by now: it only took note
+        documents.append(result.to_json())
+    assert len(documents) == 1 and documents[0]["records"][0]["label"] == "pipe"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
