@@ -38,7 +38,10 @@ def interruptions_deferred() -> Iterator[None]:
     Serialising a document runs Python functions inside pydantic's Rust core, which turns
     an interruption raised in them into a serialisation error: a Ctrl-C landing there
     became a traceback and exit code 1 instead of the saved partial result and exit 130.
-    Signal handlers belong to the main thread; elsewhere the block runs as it is."""
+    Writing a file has the same kind of gap: an interruption between ``mkstemp``'s
+    ``open`` and its return leaves a temporary file whose name nobody holds.
+    Signal handlers belong to the main thread; elsewhere the block runs as it is (Python
+    raises KeyboardInterrupt only in the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -87,6 +90,7 @@ def _write_temporary(directory: Path, name: str, document: dict[str, Any]) -> Pa
     return Path(tmp)
 
 
+@interruptions_deferred()
 def write_atomic(path: Path, document: dict[str, Any]) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it into place."""
     tmp = _write_temporary(path.parent, path.name, document)
@@ -97,6 +101,7 @@ def write_atomic(path: Path, document: dict[str, Any]) -> None:
         raise
 
 
+@interruptions_deferred()
 def write_new(directory: Path, stem: str, document: dict[str, Any]) -> Path:
     """Write JSON under the first free name of ``stem.json``, ``stem-2.json``, ...
 

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness import storage
 from tests.conftest import ROOT
 
 #: Two distinct documents of a few MB each, so one write takes tens of milliseconds.
@@ -85,3 +86,30 @@ def test_an_interrupted_writer_never_leaves_half_a_json(tmp_path):
             assert set(tmp_path.glob(".*.tmp")) == killed_before, "SIGINT left a temporary file"
     assert [p.name for p in tmp_path.glob("*.json")] == ["run.json"]
     assert replaced == 6  # every attempt raced a replacement of the file
+
+
+def test_an_interruption_right_after_the_temporary_file_is_created_is_held(tmp_path, monkeypatch):
+    """Ctrl-C landing inside ``mkstemp``, after its ``open`` and before it returns the
+    name, used to leave a temporary file nobody could remove (seen once in CI). Now it
+    waits until the write is done: the document is complete, nothing else is left, and
+    the interruption still arrives."""
+    created = []
+
+    def interrupted_mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        created.append(name)
+        signal.raise_signal(signal.SIGINT)
+        return fd, name
+
+    real_mkstemp = storage.tempfile.mkstemp
+    monkeypatch.setattr(storage.tempfile, "mkstemp", interrupted_mkstemp)
+    path = tmp_path / "run.json"
+    try:
+        storage.write_atomic(path, {"schema_version": 1, "records": []})
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the held Ctrl-C was lost")
+    assert created, "the write did not go through mkstemp"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    assert json.loads(path.read_text()) == {"schema_version": 1, "records": []}
