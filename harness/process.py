@@ -378,11 +378,19 @@ def work_dir() -> Path:
         return _work[0]
 
 
+#: Watchdogs kept until this process exits, by folder prefix (see ``guarded_dir``).
+_lingering: dict[str, _Watchdog] = {}
+
+
 @contextlib.contextmanager
-def guarded_dir(name: str) -> Iterator[Path]:
+def guarded_dir(name: str, linger: bool = False) -> Iterator[Path]:
     """A temp folder ``pipebench-NAME-PID-*`` for the ``with`` block, removed after it and,
     by a watchdog started before it exists, if the harness is killed meanwhile (once no
-    process naming it in its command line is left, or after the watchdog's grace)."""
+    process naming it in its command line is left, or after the watchdog's grace).
+
+    ``linger``: the watchdog stays until this process exits and removes the folder again
+    then. For a folder that code of this very process may write into after the block
+    (Ray's driver makes its session folder there anew after the cluster stopped)."""
     prefix = f"pipebench-{name}-{os.getpid()}-"
     watchdog = _Watchdog(False, [Path(tempfile.gettempdir()) / f"{prefix}*"], term=False)
     try:
@@ -392,7 +400,10 @@ def guarded_dir(name: str) -> Iterator[Path]:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     finally:
-        watchdog.dismiss()
+        if linger and prefix not in _lingering:  # one removes every folder of the prefix
+            _lingering[prefix] = watchdog
+        else:
+            watchdog.dismiss()
 
 
 def shutdown() -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -260,3 +261,28 @@ def test_a_killed_raylet_fails_its_point_keeps_the_rest_and_leaves_nothing(
     # name the folder only in their environment.
     left = [p.pid for p in psutil.process_iter() if _of_cluster(p, folder.group(1))]
     assert not left, "Ray processes left running"
+
+
+#: A driver that stops its local cluster, then writes into the cluster's folder again, as
+#: Ray's code in a long-lived driver (a test session, a benchmark) was seen to do: an empty
+#: ``ray/session_*`` folder appeared after the teardown and stayed.
+LATE_WRITER = """
+import glob, os, sys
+from harness.distributed.cluster import open_cluster
+with open_cluster("local:1"):
+    folder = glob.glob(f"/tmp/pipebench-ray-{os.getpid()}-*")[0]
+os.makedirs(os.path.join(folder, "ray", "session_late"))
+print(folder, flush=True)
+"""
+
+
+def test_a_cluster_folder_written_again_after_the_teardown_goes_when_the_driver_exits():
+    driver = subprocess.run(
+        [sys.executable, "-c", LATE_WRITER], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert driver.returncode == 0, driver.stderr
+    folder = Path(driver.stdout.split()[-1])
+    deadline = time.monotonic() + 60  # its watchdog notices the exit and removes it
+    while folder.exists():
+        assert time.monotonic() < deadline, f"{folder} left after its driver exited"
+        time.sleep(0.05)

@@ -213,8 +213,9 @@ def local_cluster(ray: ModuleType, nodes: int) -> Iterator[str]:
     (``RAY_TMPDIR``) and the temp folder of its processes (``TMPDIR``, which they inherit):
     the harness in a Ray worker makes its own temp folder there, and Ray kills its workers
     and their children (that folder's watchdog too) when they end, so no one else would
-    remove it. The folder goes once every process of the cluster is gone (and does not
-    come back: none writes into it later)."""
+    remove it. The folder goes once every process of the cluster is gone, and again when
+    the driver exits (Ray's code in the driver writes its session folder there after the
+    cluster stopped)."""
     from ray.cluster_utils import Cluster
 
     common: dict[str, Any] = {
@@ -223,8 +224,9 @@ def local_cluster(ray: ModuleType, nodes: int) -> Iterator[str]:
     }
     cluster = None
     # Ray's processes share the driver's fate (the kernel's parent-death signal); its
-    # folder is removed by a watchdog if the driver is killed.
-    with guarded_dir("ray") as folder:
+    # folder is removed by a watchdog if the driver is killed, and again when the driver
+    # exits: Ray's code in the driver makes its session folder anew after the shutdown.
+    with guarded_dir("ray", linger=True) as folder:
         (folder / "ray").mkdir()  # where Ray writes the cluster's address
         (folder / "tmp").mkdir()
         try:
