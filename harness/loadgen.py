@@ -144,6 +144,47 @@ class _Control:
         self.go = threading.Event()
 
 
+class Gate:
+    """Lets a host's closed-loop senders send only while it is open (see
+    :mod:`harness.interleave`: systems measured in turns of a tenth of a second).
+
+    A sender checks ``is_open`` before each request and parks while it is closed;
+    :meth:`close` returns once every sender has parked, so nothing of this host is in
+    flight when the next system's slice begins. It starts closed."""
+
+    def __init__(self, senders: int) -> None:
+        self.is_open = False
+        self._senders = senders
+        self._parked = 0
+        self._ended = False
+        self._changed = threading.Condition()
+
+    def open(self) -> None:
+        with self._changed:
+            self.is_open = True
+            self._changed.notify_all()
+
+    def close(self, timeout_s: float) -> bool:
+        """Close, and wait (at most ``timeout_s``) until every sender has parked."""
+        with self._changed:
+            self.is_open = False
+            return self._changed.wait_for(lambda: self._parked >= self._senders, timeout_s)
+
+    def end(self) -> None:
+        """Release every sender for good (they see the host's end and leave)."""
+        with self._changed:
+            self._ended = self.is_open = True
+            self._changed.notify_all()
+
+    def park(self) -> None:
+        """A sender waits here until the gate opens."""
+        with self._changed:
+            self._parked += 1
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self.is_open or self._ended)
+            self._parked -= 1
+
+
 def _sleep_until(t_ns: int) -> None:
     delay = t_ns - clock()
     if delay > 0:
@@ -155,6 +196,21 @@ def _closed_worker(call: Callable[[Any], Any], request: Any, rec: Recorder, ctl:
     ctl.go.wait()
     _sleep_until(ctl.t0_ns)
     while (sent := clock()) < ctl.end_ns:
+        starts.append(sent)
+        send(call, request, sent, sent)
+
+
+def _gated_worker(
+    call: Callable[[Any], Any], request: Any, rec: Recorder, ctl: _Control, gate: Gate
+) -> None:
+    """A closed-loop sender that sends only while its host's gate is open."""
+    send, starts = rec.send, rec.start
+    ctl.go.wait()
+    while True:
+        if not gate.is_open:
+            gate.park()
+        if (sent := clock()) >= ctl.end_ns:
+            break
         starts.append(sent)
         send(call, request, sent, sent)
 
@@ -238,15 +294,21 @@ class Host(Protocol):
 
 
 class ThreadHost:
-    """Senders as threads of this process, one client each."""
+    """Senders as threads of this process, one client each; with ``gated``, closed-loop
+    senders that send only while :attr:`gate` is open."""
 
-    def __init__(self, clients: Sequence[Client], requests: Sequence[Any], plan: Plan) -> None:
+    def __init__(
+        self, clients: Sequence[Client], requests: Sequence[Any], plan: Plan, gated: bool = False
+    ) -> None:
         self.clients = list(clients)
         self._requests = list(requests)
         self._plan = plan
         self._ctl = _Control()
         self._recorders = [Recorder(plan.timeout_s) for _ in self.clients]
         self._threads: list[threading.Thread] = []
+        if gated and plan.mode != "closed":
+            raise ValueError("only closed-loop senders can be gated")
+        self.gate = Gate(len(self.clients)) if gated else None
 
     def go(self, t0_ns: int, end_ns: int) -> None:
         ctl, plan = self._ctl, self._plan
@@ -259,6 +321,8 @@ class ThreadHost:
             if plan.mode == "open":
                 args: tuple[Any, ...] = (client.call, request, rec, ctl, schedule, claim)
                 target: Callable[..., None] = _open_worker
+            elif self.gate is not None:
+                args, target = (client.call, request, rec, ctl, self.gate), _gated_worker
             else:
                 args, target = (client.call, request, rec, ctl), _closed_worker
             thread = threading.Thread(target=target, args=args, name=f"load-{index}", daemon=True)
@@ -271,6 +335,8 @@ class ThreadHost:
 
     def stop(self, end_ns: int) -> None:
         self._ctl.end_ns = min(self._ctl.end_ns, end_ns)
+        if self.gate is not None:
+            self.gate.end()
 
     def finish(self, deadline_ns: int) -> tuple[Samples, int, str | None]:
         for thread in self._threads:

@@ -146,6 +146,9 @@ class PointRecord(_Model):
     #: used more than the scenario allows. None in files from before it was read.
     others_cpu_pct: float | None = None
     retaken_turns: int = 0
+    #: Its turns were slices of this many seconds, turn about with the scenario's other
+    #: systems (see harness.interleave); None: one contiguous turn per round.
+    slice_s: float | None = None
     #: Formed batch size -> batches executed during the rounds' turns (server side).
     batch_sizes: dict[int, int] = Field(default_factory=dict)
     #: The requests ``batch_sizes`` covers: every request of the rounds' turns, warm-up

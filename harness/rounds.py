@@ -32,6 +32,9 @@ from harness.aggregate import judge, summarize
 from harness.equivalence import ReplyPeers, check_equivalent
 from harness.errors import BenchError, InputError, LoadLost, SystemFailure
 from harness.interference import machine_cpus
+from harness.interleave import Member, can_interleave, interleave
+from harness.limits import thread_budget
+from harness.loadgen import plans
 from harness.measurement import Run
 from harness.results import PointRecord, Ratio
 from harness.scenario import Load, Scenario, SystemSpec
@@ -43,7 +46,7 @@ from harness.system import (
     cpu_seconds,
     create_system,
 )
-from harness.turn import client_processes, measure_turn
+from harness.turn import client_processes, make_probe, measure_turn, senders_of, thread_host
 
 READY_TIMEOUT_S = 120.0
 #: Idle CPU (% of one core) above which a server is stopped while others are measured.
@@ -114,6 +117,9 @@ class Contender:
     client_processes: int = 1
     #: Turns of the current point measured again because other work disturbed them.
     retaken: int = 0
+    #: The length of the slices its turns at the current point were taken in (None: whole
+    #: turns; see :mod:`harness.interleave`).
+    slice_s: float | None = None
     #: The CPUs its servers are pinned to after every start (see :mod:`harness.affinity`).
     placement: Placement = field(default_factory=lambda: plan("none"))
     #: The run's systems whose replies the harness cannot compute, compared with each other.
@@ -210,7 +216,7 @@ class Contender:
     def next_point(self) -> None:
         """Forget the current point's runs (and a lost load node: the next point is
         placed on the nodes still alive)."""
-        self.runs, self.retaken = {}, 0
+        self.runs, self.retaken, self.slice_s = {}, 0, None
         self.point_failure = None
 
 
@@ -247,9 +253,16 @@ def measure_rounds(
     rounds = 0
     for round_index in range(load.max_repeats):
         on_round(round_index)
+        # Those that can take their turns in slices together, then the others in turn.
+        sliced = _sliceable([c for c in contenders if c.active], plan)
+        if sliced:
+            _interleaved_round(sliced, plan, round_index, order, on_tick)
+            for contender in sliced:
+                if contender.out:
+                    on_failure(contender)
         for index in order(len(contenders), round_index):
             contender = contenders[index]
-            if not contender.active:
+            if any(contender is c for c in sliced) or not contender.active:
                 continue
             _take_turn(contender, plan, round_index, index, on_tick)
             if contender.out:
@@ -263,6 +276,84 @@ def measure_rounds(
         if plan.budget_s is not None and time.perf_counter() - began >= plan.budget_s:
             break
     return rounds
+
+
+def _sliceable(contenders: Sequence[Contender], plan: PointPlan) -> list[Contender]:
+    """The contenders that take this round's turns in slices (see :mod:`harness.interleave`):
+    all that can, if two or more can and their client threads fit the machine."""
+    load = plan.load
+    able = [
+        c
+        for c in contenders
+        if can_interleave(
+            load, c.own is not None, c.restart, client_processes(c.system, load, plan.point)
+        )
+    ]
+    threads = senders_of(load, plan.point) * len(able)
+    return able if len(able) >= 2 and threads <= thread_budget()[0] else []
+
+
+def _interleaved_round(
+    contenders: Sequence[Contender],
+    plan: PointPlan,
+    round_index: int,
+    order: Callable[[int, int], list[int]],
+    on_tick: Callable[[float], None],
+) -> None:
+    """One round of ``contenders`` in slices, turn about; taken again (up to
+    ``load.retakes`` times) while other processes took more than ``load.others_max_pct``."""
+    load = plan.load
+    for attempt in range(load.retakes + 1):
+        measured = [c for c in contenders if not c.out]
+        runs, length_s = _slices_of(measured, plan, round_index, order, on_tick)
+        measured = [c for c in measured if not c.out]  # a client could not be made
+        others = [run.others_pct(machine_cpus()) for run in runs]
+        if attempt == load.retakes or all(p is None or p <= load.others_max_pct for p in others):
+            break
+        for contender in measured:
+            contender.retaken += 1
+    for contender, run in zip(measured, runs, strict=True):
+        contender.runs[round_index] = run
+        contender.slice_s = length_s
+        try:
+            contender.system.check_alive()
+        except Exception as exc:
+            contender.fail(exc)
+
+
+def _slices_of(
+    contenders: Sequence[Contender],
+    plan: PointPlan,
+    round_index: int,
+    order: Callable[[int, int], list[int]],
+    on_tick: Callable[[float], None],
+) -> tuple[list[Run], float]:
+    """The contenders' runs of one interleaved round (one whose clients cannot be made
+    fails), and the slices' length."""
+    load = plan.load
+    senders = plans("closed", senders_of(load, plan.point), 1, load.request_timeout_s)[0]
+    members: list[Member] = []
+    measured: list[Contender] = []
+    try:
+        for contender in contenders:
+            try:
+                host = thread_host(contender.system, contender.workload, senders, gated=True)
+            except Exception as exc:
+                contender.fail(exc)
+                continue
+            members.append(Member(host, make_probe(contender.system, [os.getpid()])))
+            measured.append(contender)
+        if not members:
+            return [], 0.0
+        before = [c.system.stats() for c in measured]
+        count = len(members)
+        runs, length_s = interleave(members, load, lambda n: order(count, n + round_index), on_tick)
+    finally:
+        for member in members:
+            member.host.close()
+    for contender, run, stats in zip(measured, runs, before, strict=True):
+        run.stats_before, run.stats_after = stats, contender.system.stats()
+    return runs, length_s
 
 
 def _take_turn(
@@ -329,6 +420,7 @@ def point_records(
             several = "processes" if record.client_processes > 1 else "threads"
             record.load_generator = "ray" if "load_nodes" in record.server_stats else several
         record.retaken_turns = contender.retaken
+        record.slice_s = contender.slice_s
         judge(record, load, ceilings.get(contender.label))
         record.reply_check = contender.reply_check
         if contender.out:

@@ -266,6 +266,11 @@ class Load(Frozen):
     warmup_s: Annotated[float, Field(ge=0)] = 0.5
     #: Measured seconds per turn (3 windows).
     duration_s: PositiveFloat = 2.0
+    #: Systems driven by client threads in closed loop take their turns of a round in
+    #: slices this long, turn about (see harness.interleave): the host's speed changes
+    #: every second or so, and what they are compared under must not. None: one
+    #: contiguous turn each.
+    slice_s: PositiveFloat | None = 0.1
     #: Rounds at least (6 is the fewest that give a 95 % interval of a median), and at most.
     repeats: PositiveInt = 6
     max_repeats: PositiveInt = 15

@@ -19,7 +19,7 @@ from harness.distributed.cluster import current as current_cluster
 from harness.distributed.host import RayHost
 from harness.distributed.server import NodeSystem
 from harness.interference import others_cpu_s
-from harness.loadgen import Host, ProcessHost, ThreadHost, all_ready, clock, drive, plans
+from harness.loadgen import Host, Plan, ProcessHost, ThreadHost, all_ready, clock, drive, plans
 from harness.measurement import STABLE_SET, Probe, Run, Timing
 from harness.scenario import Load
 from harness.system import Client, LoadGenerator, System, cpu_seconds
@@ -90,16 +90,7 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
         seed=seed,
     )
     if factory is None:
-        plan = host_plans[0]
-        clients: list[Client] = []
-        try:
-            while len(clients) < plan.senders:
-                clients.append(system.client())
-        except BaseException:
-            for client in clients:
-                client.close()
-            raise
-        return [ThreadHost(clients, _in_turn(workload.requests(), len(clients)), plan)]
+        return [thread_host(system, workload, host_plans[0])]
     # Each client process (or load node) sends one of the workload's requests.
     requests = _in_turn(workload.requests(), len(host_plans))
     if cluster is not None:
@@ -110,6 +101,19 @@ def _hosts(system: System, workload: Workload, load: Load, point: float, seed: i
             for request, plan in zip(requests, host_plans, strict=True)
         ]
     )
+
+
+def thread_host(system: System, workload: Workload, plan: Plan, gated: bool = False) -> ThreadHost:
+    """Senders as threads of the harness, each with its own client of ``system``."""
+    clients: list[Client] = []
+    try:
+        while len(clients) < plan.senders:
+            clients.append(system.client())
+    except BaseException:
+        for client in clients:
+            client.close()
+        raise
+    return ThreadHost(clients, _in_turn(workload.requests(), len(clients)), plan, gated)
 
 
 def _in_turn(requests: list[Any], count: int) -> list[Any]:
