@@ -274,7 +274,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--variants", default="", help="comma-separated subset")
-    parser.add_argument("--floor-slices", type=int, default=30, help="turn-length windows")
+    parser.add_argument("--floor-slices", type=int, default=30, help="windows of the floor")
+    parser.add_argument(
+        "--floor-window-s",
+        type=float,
+        default=1.2,
+        help="their length: a turn's (1.2 s), or a round's when turns are sliced (~20 s)",
+    )
     args = parser.parse_args()
     wanted = {v.strip() for v in args.variants.split(",") if v.strip()}
     rows: list[dict] = []
@@ -309,8 +315,8 @@ def main() -> None:
         }
     cost = recording_cost()
     floors = {cpu: machine_floor(cpu) for cpu in sorted(os.sched_getaffinity(0))}
-    # At a turn's length (the default 1.2 s measured), on every CPU at once.
-    together = floors_together(args.floor_slices, 1.2)
+    # At a turn's length (the default 1.2 s measured), or a round's, on every CPU at once.
+    together = floors_together(args.floor_slices, args.floor_window_s)
     turn_cv = {cpu: _cv(rates) for cpu, rates in together.items()}
     rates = list(together.values())
     correlation = statistics.correlation(rates[0], rates[1]) if len(rates) > 1 else math.nan
@@ -336,7 +342,7 @@ def main() -> None:
             f"{floor['cv']:.1f} % (max/min {floor['max_min']:.2f})"
         )
     for cpu, cv in turn_cv.items():
-        print(f"machine floor at a turn's length (1.2 s), CPU {cpu}: {cv:.1f} %")
+        print(f"machine floor in {args.floor_window_s:g} s windows, CPU {cpu}: {cv:.1f} %")
     print(
         f"the CPUs' speeds correlate by {correlation:.2f} (1: they slow down together, "
         "and a loop on one could correct a turn on the other; 0: independent)"
@@ -354,7 +360,8 @@ def main() -> None:
                 "best": best,
                 "recording_cost_ratio": round(cost, 3),
                 "machine_floor_cv": {cpu: round(f["cv"], 2) for cpu, f in floors.items()},
-                "turn_floor_cv": {cpu: round(cv, 2) for cpu, cv in turn_cv.items()},
+                "floor_window_s": args.floor_window_s,
+                "window_floor_cv": {cpu: round(cv, 2) for cpu, cv in turn_cv.items()},
                 "cpu_correlation": round(correlation, 2),
                 "rounds_for_5pct": needed,
                 "variants": {n: {k: round(v, 3) for k, v in s.items()} for n, s in summary.items()},
