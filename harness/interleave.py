@@ -81,15 +81,19 @@ def interleave(
     load: Load,
     order: Callable[[int], list[int]],
     on_tick: Callable[[float], None] | None = None,
-) -> tuple[list[Run], float]:
+) -> tuple[list[Run | None], float]:
     """Warm every member up, then measure them in slices, turn about; their runs and the
     slices' length.
 
-    ``order(n)`` gives the members' order in the ``n``-th turn of slices."""
+    ``order(n)`` gives the members' order in the ``n``-th turn of slices. A member whose
+    senders do not all park within the request timeout (a reply that never comes) takes
+    no further slice: its run ends there (None if it had no measured slice yet), and its
+    stuck requests count as timeouts."""
     began = clock()
     drain_s = load.request_timeout_s + GRACE_NS / 1e9
     samples: list[list[Samples]] = [[] for _ in members]
     slices: list[list[Slice]] = [[] for _ in members]
+    stuck: set[int] = set()
     try:
         for member in members:
             member.host.go(clock(), np.iinfo(np.int64).max)
@@ -98,7 +102,8 @@ def interleave(
             member.host.gate.close(drain_s)
         warm_p50 = 0.0
         for index, member in enumerate(members):
-            _open_for(member, load.warmup_s, drain_s)
+            if not _open_for(member, load.warmup_s, drain_s)[2]:
+                stuck.add(index)
             warm = member.host.collect()
             samples[index].append(warm)
             if len(warm):
@@ -107,11 +112,15 @@ def interleave(
         per_window = max(1, round(load.duration_s / STABLE_SET / length_s))
         for number in range(STABLE_SET * per_window):
             for index in order(number):
+                if index in stuck:
+                    continue
                 member = members[index]
                 before = member.probe()
-                begin, end = _open_for(member, length_s, drain_s)
+                begin, end, parked = _open_for(member, length_s, drain_s)
                 slices[index].append(Slice(begin, end, before, member.probe()))
                 samples[index].append(member.host.collect())
+                if not parked:
+                    stuck.add(index)
             if on_tick:
                 on_tick((clock() - began) / 1e9)
     finally:
@@ -120,15 +129,17 @@ def interleave(
             member.host.stop(now)
     deadline = clock() + int(drain_s * 1e9)
     results = [member.host.finish(deadline) for member in members]
-    runs = []
+    runs: list[Run | None] = []
     for index, (rest, calls, first_error) in enumerate(results):
         parts = Samples.concat([*samples[index], rest])
-        runs.append(compose(parts, slices[index], per_window, calls, first_error))
+        mine = slices[index]
+        runs.append(compose(parts, mine, per_window, calls, first_error) if mine else None)
     return runs, length_s
 
 
-def _open_for(member: Member, seconds: float, drain_s: float) -> tuple[int, int]:
-    """Open the member's gate for ``seconds``; when it opened and when it closed."""
+def _open_for(member: Member, seconds: float, drain_s: float) -> tuple[int, int, bool]:
+    """Open the member's gate for ``seconds``: when it opened, when it closed, and whether
+    every sender parked within ``drain_s`` after."""
     gate = member.host.gate
     assert gate is not None
     begin = clock()
@@ -137,8 +148,7 @@ def _open_for(member: Member, seconds: float, drain_s: float) -> tuple[int, int]
     while (left := until - clock()) > 0:
         time.sleep(left / 1e9)
     end = clock()
-    gate.close(drain_s)
-    return begin, end
+    return begin, end, gate.close(drain_s)
 
 
 def compose(
@@ -154,7 +164,8 @@ def compose(
     owner = np.searchsorted(begins, samples.start_ns, side="right") - 1
     moved = samples.start_ns - np.where(owner >= 0, pause_before[np.maximum(owner, 0)], 0)
     end = int(axis[-1] + lengths[-1])
-    boundaries = [int(axis[i * per_window]) for i in range(len(slices) // per_window)] + [end]
+    windows = max(1, len(slices) // per_window)  # a run cut short: fewer, or one
+    boundaries = [int(axis[i * per_window]) for i in range(windows)] + [end]
     run = Run(Samples(moved, samples.latency_ns, samples.outcome), boundaries, True, calls, error)
     run.probe_start, run.probe_end = _summed_probes(slices, int(axis[0]))
     return run

@@ -307,18 +307,24 @@ def _interleaved_round(
         measured = [c for c in contenders if not c.out]
         runs, length_s = _slices_of(measured, plan, round_index, order, on_tick)
         measured = [c for c in measured if not c.out]  # a client could not be made
-        others = [run.others_pct(machine_cpus()) for run in runs]
+        others = [run.others_pct(machine_cpus()) for run in runs if run is not None]
         if attempt == load.retakes or all(p is None or p <= load.others_max_pct for p in others):
             break
         for contender in measured:
             contender.retaken += 1
     for contender, run in zip(measured, runs, strict=True):
-        contender.runs[round_index] = run
         contender.slice_s = length_s
         try:
             contender.system.check_alive()
+            if run is None:
+                raise SystemFailure(
+                    f"no reply within request_timeout_s ({load.request_timeout_s:g} s) "
+                    "in its warm-up"
+                )
         except Exception as exc:
             contender.fail(exc)
+        if run is not None:
+            contender.runs[round_index] = run
 
 
 def _slices_of(
@@ -327,7 +333,7 @@ def _slices_of(
     round_index: int,
     order: Callable[[int, int], list[int]],
     on_tick: Callable[[float], None],
-) -> tuple[list[Run], float]:
+) -> tuple[list[Run | None], float]:
     """The contenders' runs of one interleaved round (one whose clients cannot be made
     fails), and the slices' length."""
     load = plan.load
@@ -352,7 +358,8 @@ def _slices_of(
         for member in members:
             member.host.close()
     for contender, run, stats in zip(measured, runs, before, strict=True):
-        run.stats_before, run.stats_after = stats, contender.system.stats()
+        if run is not None:
+            run.stats_before, run.stats_after = stats, contender.system.stats()
     return runs, length_s
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import numpy as np
@@ -140,3 +141,41 @@ def test_systems_on_client_threads_are_interleaved_unless_the_scenario_says_not(
         assert record.slice_s == slice_s
         assert record.sent == record.ok + record.errors + record.timeouts > 0
         assert record.ratio is not None and record.ratio.qps_ci95 is not None
+
+
+class HangingClient:
+    """Never replies until ``release`` is set (a server that stopped answering)."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self._release = release
+
+    def call(self, request: np.ndarray) -> np.ndarray:
+        self._release.wait()
+        return request
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_system_that_stops_replying_leaves_the_slices_and_the_others_go_on():
+    log: list[tuple[str, int, int]] = []
+    release = threading.Event()
+    healthy = _gated("a", log, senders=1, service_s=0.001)
+    plan = Plan("closed", 1, 0.2)
+    hanging = ThreadHost([HangingClient(release)], [REQUEST], plan, gated=True)
+    cpu = [0.0]
+    members = [Member(host, lambda: _probe(cpu)) for host in (healthy, hanging)]
+    load = Load(clients=[1], warmup_s=0.05, duration_s=0.3, slice_s=0.025, request_timeout_s=0.2)
+    began = time.monotonic()
+    try:
+        runs, _ = interleave(members, load, lambda n: rotation(2, n))
+    finally:
+        release.set()
+        for host in (healthy, hanging):
+            host.close()
+    # One wait of the timeout and the grace in its warm-up, not one per slice.
+    assert time.monotonic() - began < 20
+    good, cut = runs
+    assert cut is None  # stuck in its warm-up: no slice measured
+    assert good is not None and good.measured().count(OK) > 0
+    assert len(good.boundaries_ns) == 4
