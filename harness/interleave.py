@@ -57,7 +57,7 @@ class Slice:
     after: Probe
 
 
-def can_interleave(load: Load, own_load_generator: bool, restarted: bool, processes: int) -> bool:
+def can_interleave(load: Load, own_load_generator: bool, restarted: bool, threads: bool) -> bool:
     """Whether a system can take its turn in slices (see the module doc)."""
     return (
         load.slice_s is not None
@@ -65,7 +65,7 @@ def can_interleave(load: Load, own_load_generator: bool, restarted: bool, proces
         and load.stability_pct is None
         and not own_load_generator
         and not restarted
-        and processes == 1
+        and threads
     )
 
 

@@ -46,7 +46,14 @@ from harness.system import (
     cpu_seconds,
     create_system,
 )
-from harness.turn import client_processes, make_probe, measure_turn, senders_of, thread_host
+from harness.turn import (
+    client_processes,
+    make_probe,
+    measure_turn,
+    senders_of,
+    thread_host,
+    threads_here,
+)
 
 READY_TIMEOUT_S = 120.0
 #: Idle CPU (% of one core) above which a server is stopped while others are measured.
@@ -286,7 +293,7 @@ def _sliceable(contenders: Sequence[Contender], plan: PointPlan) -> list[Contend
         c
         for c in contenders
         if can_interleave(
-            load, c.own is not None, c.restart, client_processes(c.system, load, plan.point)
+            load, c.own is not None, c.restart, threads_here(c.system, load, plan.point)
         )
     ]
     threads = senders_of(load, plan.point) * len(able)

@@ -74,12 +74,20 @@ def client_processes(system: System, load: Load, point: float) -> int:
     return len(plans(load.mode, senders_of(load, point), wanted, 1.0))
 
 
+def threads_here(system: System, load: Load, point: float) -> bool:
+    """Whether the point's senders are threads of the harness (not client processes, not
+    actors on the load nodes of a cluster)."""
+    if system.client_factory() is None:
+        return True
+    return current_cluster() is None and client_processes(system, load, point) == 1
+
+
 def _hosts(system: System, workload: Workload, load: Load, point: float, seed: int) -> list[Host]:
     """Senders for one repeat: threads here, or (if the system allows) client processes or
     Ray actors on the load nodes of the cluster the run was given."""
     cluster = current_cluster()
     processes = client_processes(system, load, point)
-    factory = system.client_factory() if processes > 1 or cluster else None
+    factory = None if threads_here(system, load, point) else system.client_factory()
     host_plans = plans(
         load.mode,
         senders_of(load, point),

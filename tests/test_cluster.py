@@ -29,6 +29,8 @@ from harness.measurement import OK, Timing
 from harness.runner import RunOptions
 from harness.scenario import load_scenario
 from harness.storage import ResultStore
+from harness.system import create_system
+from harness.turn import client_processes, threads_here
 from tests.cli_helpers import BENCH, THRIFT, cmdline, read_until
 from tests.conftest import ROOT, hello_scenario
 
@@ -286,3 +288,18 @@ def test_a_cluster_folder_written_again_after_the_teardown_goes_when_the_driver_
     while folder.exists():
         assert time.monotonic() < deadline, f"{folder} left after its driver exited"
         time.sleep(0.05)
+
+
+def test_turns_whose_load_goes_to_the_cluster_are_never_sliced_here(session, make_scenario):
+    """One sender makes one load host: still an actor on a load node, never a thread of
+    the harness (which alone can be interleaved with other systems' threads)."""
+    scenario = make_scenario(systems=["thrift", "pipe"], load={"clients": [1]})
+    thrift, pipe = (create_system(spec, scenario) for spec in scenario.systems)
+    thrift.start()
+    try:
+        thrift.ready(60)
+        assert client_processes(thrift, scenario.load, 1) == 1
+        assert not threads_here(thrift, scenario.load, 1)
+        assert threads_here(pipe, scenario.load, 1)  # in-process: driven from here
+    finally:
+        thrift.stop()
