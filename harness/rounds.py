@@ -30,7 +30,13 @@ from engines.workloads import Workload, create_workload
 from harness.affinity import Placement, plan
 from harness.aggregate import judge, summarize
 from harness.equivalence import ReplyPeers, check_equivalent
-from harness.errors import BenchError, InputError, LoadLost, SystemFailure
+from harness.errors import (
+    BenchError,
+    InputError,
+    LoadLost,
+    SystemFailure,
+    raise_if_interrupted,
+)
 from harness.interference import machine_cpus
 from harness.interleave import Member, can_interleave, interleave
 from harness.limits import thread_budget
@@ -212,6 +218,8 @@ class Contender:
         return self.skipped
 
     def fail(self, exc: Exception) -> str:
+        """Take it out of the run for ``exc``; an interruption ``exc`` hides goes on up."""
+        raise_if_interrupted(exc)
         self.failure = failure_reason(self.system, exc)
         return self.failure
 

@@ -91,3 +91,29 @@ def test_a_system_overrides_workload_parameters_for_a_paired_variant(write_scena
     bad = [{"name": "pipe"}, {"name": "pipe", "label": "b", "workload": {"tpye": "bytes"}}]
     with pytest.raises(InputError, match=r"systems\.1\.workload\.tpye"):
         load_scenario(write_scenario(hello_scenario(systems=bad), name="bad.yaml"))
+
+
+def _wrapped(inner: BaseException) -> SystemError:
+    """What C code makes of an exception raised under it (a Ray call, a Cython __new__)."""
+    try:
+        try:
+            raise inner
+        except BaseException:
+            # C code sets the new error with the interruption still set: its context.
+            raise SystemError("<built-in method __new__> returned a result with an exception set")  # noqa: B904
+    except SystemError as exc:
+        return exc
+
+
+def test_an_interruption_wrapped_by_c_code_is_not_taken_for_a_failing_system(make_scenario):
+    """Ctrl-C during a --cluster run came back as a SystemError: the system was failed, the
+    run went on with the next one, and it never said "interrupted" nor exited 130."""
+    _, (contender,) = _contenders(make_scenario, ["a"])
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            contender.fail(_wrapped(KeyboardInterrupt()))
+        assert contender.failure is None
+        reason = contender.fail(_wrapped(ConnectionResetError("peer gone")))
+        assert reason.startswith("SystemError: ")  # a real failure stays one
+    finally:
+        contender.stop()
