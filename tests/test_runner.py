@@ -177,3 +177,20 @@ def test_perf_analyzer_unavailable_is_one_clear_error(tmp_path, monkeypatch):
     ) as info:
         perf_analyzer.binary()
     assert str(tmp_path / "perf_analyzer-2.51.0") in str(info.value)  # where to put it by hand
+
+
+def test_open_loop_arrivals_are_drawn_anew_per_run_recorded_and_settable(make_scenario, tmp_path):
+    """Every repeat used to replay the same Poisson schedule (the seed was the repeat's
+    index): runs of one scenario sent identical counts. Now each run draws a seed and
+    records it; ``load.seed`` fixes it."""
+    load = {"rates": [300], "repeats": 1, "max_repeats": 1, **QUICK_LOAD}
+    drawn = []
+    for name in ("a", "b"):
+        scenario = make_scenario(systems=["pipe"], load=load)
+        run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, name))
+        drawn.append(json.loads((tmp_path / f"{name}.json").read_text())["scenario"]["load"])
+    assert all(isinstance(found["seed"], int) for found in drawn)
+    assert drawn[0]["seed"] != drawn[1]["seed"]
+    fixed = make_scenario(systems=["pipe"], load={**load, "seed": 42})
+    run_scenario(fixed, tmp_path / "s.yaml", ResultStore(tmp_path, "c"))
+    assert json.loads((tmp_path / "c.json").read_text())["scenario"]["load"]["seed"] == 42
