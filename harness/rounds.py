@@ -319,27 +319,20 @@ def _interleaved_round(
     ``load.retakes`` times) while other processes took more than ``load.others_max_pct``."""
     load = plan.load
     for attempt in range(load.retakes + 1):
-        measured = [c for c in contenders if not c.out]
-        runs, length_s = _slices_of(measured, plan, round_index, order, on_tick)
-        measured = [c for c in measured if not c.out]  # a client could not be made
-        others = [run.others_pct(machine_cpus()) for run in runs if run is not None]
+        active = [c for c in contenders if not c.out]
+        measured, length_s = _slices_of(active, plan, round_index, order, on_tick)
+        others = [run.others_pct(machine_cpus()) for _, run in measured]
         if attempt == load.retakes or all(p is None or p <= load.others_max_pct for p in others):
             break
-        for contender in measured:
+        for contender, _ in measured:
             contender.retaken += 1
-    for contender, run in zip(measured, runs, strict=True):
+    for contender, run in measured:
         contender.slice_s = length_s
+        contender.runs[round_index] = run
         try:
             contender.system.check_alive()
-            if run is None:
-                raise SystemFailure(
-                    f"no reply within request_timeout_s ({load.request_timeout_s:g} s) "
-                    "in its warm-up"
-                )
         except Exception as exc:
             contender.fail(exc)
-        if run is not None:
-            contender.runs[round_index] = run
 
 
 def _slices_of(
@@ -348,34 +341,52 @@ def _slices_of(
     round_index: int,
     order: Callable[[int, int], list[int]],
     on_tick: Callable[[float], None],
-) -> tuple[list[Run | None], float]:
-    """The contenders' runs of one interleaved round (one whose clients cannot be made
-    fails), and the slices' length."""
+) -> tuple[list[tuple[Contender, Run]], float]:
+    """One interleaved round: the contenders measured and their runs, and the slices'
+    length. One that fails on the way (its clients, its counters, no reply in its warm-up)
+    fails, as it would in a turn of its own, and the others go on."""
     load = plan.load
     senders = plans("closed", senders_of(load, plan.point), 1, load.request_timeout_s)[0]
     members: list[Member] = []
-    measured: list[Contender] = []
+    measured: list[tuple[Contender, dict[str, Any]]] = []
+    runs: list[Run | None] = []
+    length_s = 0.0
     try:
         for contender in contenders:
+            host = None
             try:
                 host = thread_host(contender.system, contender.workload, senders, gated=True)
+                before = contender.system.stats()  # nothing in flight: see measure_turn
             except Exception as exc:
+                if host is not None:
+                    host.close()
                 contender.fail(exc)
                 continue
             members.append(Member(host, make_probe(contender.system, [os.getpid()])))
-            measured.append(contender)
-        if not members:
-            return [], 0.0
-        before = [c.system.stats() for c in measured]
-        count = len(members)
-        runs, length_s = interleave(members, load, lambda n: order(count, n + round_index), on_tick)
+            measured.append((contender, before))
+        if members:
+            count = len(members)
+            runs, length_s = interleave(
+                members, load, lambda n: order(count, n + round_index), on_tick
+            )
     finally:
         for member in members:
             member.host.close()
-    for contender, run, stats in zip(measured, runs, before, strict=True):
-        if run is not None:
-            run.stats_before, run.stats_after = stats, contender.system.stats()
-    return runs, length_s
+    kept = []
+    for (contender, before), run in zip(measured, runs, strict=True):
+        try:
+            contender.system.check_alive()
+            if run is None:
+                raise SystemFailure(
+                    f"no reply within request_timeout_s ({load.request_timeout_s:g} s) "
+                    "in its warm-up"
+                )
+            run.stats_before, run.stats_after = before, contender.system.stats()
+        except Exception as exc:
+            contender.fail(exc)
+            continue
+        kept.append((contender, run))
+    return kept, length_s
 
 
 def _take_turn(
