@@ -31,6 +31,14 @@ SERVER_MARKERS = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background by a script (``cmd &`` without job control, as
+    nohup'd CI steps are) inherits SIGINT ignored, and so does every process it starts:
+    its Ctrl-C tests would see no Ctrl-C at all. Give it back its usual meaning."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--burn",
