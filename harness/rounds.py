@@ -6,7 +6,9 @@ system takes one turn, in an order rotated by ``r`` (so no system always follows
 neighbour or always goes first after a pause). A slow spell of the machine then lands in
 one round and touches every system alike: it moves their QPS, not their ratio. Each
 round gives one paired observation per system; the per-round ratios to the baseline
-system have an interval far tighter than either side's.
+system have an interval far tighter than either side's. Systems driven by client threads
+take their turns of a round together, in slices of a tenth of a second, turn about (see
+:mod:`harness.interleave`): the two sides of a ratio are then never more than a slice apart.
 
 Rounds continue past the scenario's minimum until every system's QPS interval is within
 the requested precision, the maximum number of rounds is reached or the point's share of
