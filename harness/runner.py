@@ -70,7 +70,9 @@ class Progress:
 
     def tick(self, elapsed: float) -> None: ...
 
-    def point_finished(self, records: Sequence[PointRecord]) -> None: ...
+    def point_finished(self, records: Sequence[PointRecord]) -> None:
+        """A point's records, once they are in the result: a Ctrl-C after the user saw
+        them keeps them."""
 
     def message(self, text: str) -> None: ...
 
@@ -236,12 +238,12 @@ def _run_placed(
             else:
                 budget = load.budget_s / len(load.points) if load.budget_s else None
                 for index, point in enumerate(load.points):
-                    result.records.extend(
-                        _measure_point(
-                            scenario, contenders, ceilings, progress, load, point, index, budget
-                        )
+                    records = _measure_point(
+                        scenario, contenders, ceilings, progress, load, point, index, budget
                     )
+                    result.records.extend(records)
                     save()
+                    progress.point_finished(records)  # shown once kept
         result.complete = True
     finally:
         for contender in contenders:
@@ -277,6 +279,7 @@ def _search(
             )
             result.records.append(record)
             save()
+            progress.point_finished([record])  # shown once kept
             return record
 
         find_goodput(measure, load)
@@ -328,5 +331,4 @@ def _measure_point(
     records += [not_measured(c, load, point) for c in contenders if c not in active]
     order = {c.label: i for i, c in enumerate(contenders)}
     records.sort(key=lambda r: order[r.label])
-    progress.point_finished(records)
     return records

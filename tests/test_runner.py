@@ -8,7 +8,7 @@ import pytest
 
 from harness.aggregate import judge
 from harness.results import PointRecord
-from harness.runner import run_scenario
+from harness.runner import Progress, run_scenario
 from harness.scenario import Load
 from harness.storage import ResultStore
 from harness.table import markdown_table
@@ -194,3 +194,25 @@ def test_open_loop_arrivals_are_drawn_anew_per_run_recorded_and_settable(make_sc
     fixed = make_scenario(systems=["pipe"], load={**load, "seed": 42})
     run_scenario(fixed, tmp_path / "s.yaml", ResultStore(tmp_path, "c"))
     assert json.loads((tmp_path / "c.json").read_text())["scenario"]["load"]["seed"] == 42
+
+
+class CtrlCOnceShown(Progress):
+    """A user who presses Ctrl-C the moment a point's lines appear."""
+
+    def point_finished(self, records) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_point_shown_is_a_point_kept_when_ctrl_c_follows_at_once(make_scenario, tmp_path):
+    """The lines of a point used to be printed before its records joined the result: a
+    Ctrl-C right after them (the reliability suite's, on a busy machine) saved none."""
+    scenario = make_scenario(
+        systems=["pipe"], load={"clients": [1, 2], "repeats": 1, "max_repeats": 1, **QUICK_LOAD}
+    )
+    with pytest.raises(KeyboardInterrupt):
+        store = ResultStore(tmp_path, "r")
+        run_scenario(scenario, tmp_path / "s.yaml", store, progress=CtrlCOnceShown())
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["complete"] is False
+    kept = [(r["label"], r["clients"], r["ok"] > 0) for r in saved["records"]]
+    assert kept == [("pipe", 1, True)]
