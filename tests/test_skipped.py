@@ -96,7 +96,9 @@ def test_decodemat_without_the_full_wheel_is_skipped_and_no_regression(write_sce
 
     out = tmp_path / "bench.json"
     # thrift's two quick rounds swing far on a busy machine: only the skip is judged here.
-    loose = ("--threshold", "900%")
+    # The skipped cell is the point; a one-repeat TP99 swings 16x on a busy machine (seen
+    # under two burners), so only QPS is compared, as in .ci/run.
+    loose = ("--threshold", "900%", "--metrics", "qps")
     compared = bench("compare", str(base), str(current), "--json-out", str(out), *loose)
     assert compared.returncode == 0, compared.stdout + compared.stderr
     row = next(line for line in compared.stdout.splitlines() if "| tp-c++ |" in line)
