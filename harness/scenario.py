@@ -194,7 +194,9 @@ class Search(Frozen):
 
     Rates in ``rates`` (``"low:high"``) are bisected (geometrically) until the bracket is
     within ``precision_pct``; each probe is a point measured like any other. The found
-    goodput is then checked: a rate ``check_pct`` above it is measured too.
+    goodput is then checked: a rate ``check_pct`` above it is measured too; when that check
+    holds (a probe below the knee had stalled), the bisection goes on above it.
+    ``max_probes`` bounds each bisection.
     """
 
     p99_ms: PositiveFloat | None = None

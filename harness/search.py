@@ -6,7 +6,9 @@ budget" (perf_analyzer's ``--latency-threshold``, MLPerf's server scenario, vLLM
 machinery, the same precision rules); the bracket ``[low, high]`` of ``load.search.rates``
 is bisected geometrically until it is within ``precision_pct``. The lower end is the
 goodput; a rate ``check_pct`` above it is then measured as well, so the report shows the
-bound being exceeded just past it rather than asserting it.
+bound being exceeded just past it rather than asserting it. On a busy machine one stalled
+probe can miss the bound below the knee; when the check above then holds, the search goes
+on upward from it (within ``max_probes``) rather than report a goodput the check disproves.
 """
 
 from __future__ import annotations
@@ -44,10 +46,13 @@ def find_goodput(measure: Callable[[float], PointRecord], load: Load) -> list[Po
     low, high = search.bounds
     if not probe(low):
         return records  # even the lowest rate misses the bound: no goodput in the range
+    check_role = f"goodput +{search.check_pct:g} %"
     if probe(high):
         _mark(records, high, "goodput")
-    else:
-        probes = 2
+        probe(high * (1 + search.check_pct / 100), check_role)
+        return records
+    probes = 2
+    while True:
         while high / low - 1 > search.precision_pct / 100 and probes < search.max_probes:
             middle = round(math.sqrt(low * high))
             if middle in (round(low), round(high)):
@@ -57,8 +62,18 @@ def find_goodput(measure: Callable[[float], PointRecord], load: Load) -> list[Po
             else:
                 high = middle
             probes += 1
-        _mark(records, low, "goodput")
-    probe(low * (1 + search.check_pct / 100), f"goodput +{search.check_pct:g} %")
+        above = round(low * (1 + search.check_pct / 100))
+        if not probe(above, check_role):
+            break
+        missed = [r.rate for r in records if not r.server_stats["slo"]["within"]]
+        if not (higher := [rate for rate in missed if rate > above]):
+            break
+        # The rate above held after all: the miss that closed the bracket was a stall, not
+        # the knee. Search on above it, up to the lowest rate that has missed there.
+        # Each such leg starts check_pct higher, so the legs are few.
+        records[-1].server_stats["slo"]["role"] = "probe"
+        low, high, probes = above, min(higher), 2
+    _mark(records, low, "goodput")
     return records
 
 

@@ -74,6 +74,34 @@ def test_bisection_brackets_the_knee_and_checks_above_it():
     assert line.endswith("exceeds it")
 
 
+def test_a_stalled_probe_below_the_knee_is_outvoted_by_the_check_above_it():
+    """On a busy machine one probe under the knee can stall and miss the bound (stop 12's
+    burner run: goodput 209 req/s, and the check at 251 held). The check holding sends the
+    search on upward, so the goodput reported is one the check above it disproves."""
+    load = Load(search={"p99_ms": 5, "rates": "50:800"})
+    measured: list[float] = []
+
+    def measure(rate: float) -> PointRecord:
+        measured.append(rate)
+        stalled = len(measured) == 3  # rate 200, far below the knee at 300
+        return _fake_point(rate, 50.0 if rate > 300 or stalled else 1.0)
+
+    records = find_goodput(measure, load)
+    (goodput,) = [r for r in records if r.server_stats["slo"]["role"] == "goodput"]
+    (check,) = [r for r in records if r.server_stats["slo"]["role"] == "goodput +20 %"]
+    assert 300 / 1.05 <= goodput.rate <= 300
+    assert check.rate == round(goodput.rate * 1.2) and not check.server_stats["slo"]["within"]
+    assert records[-1] is check and measured[2] == 200 and len(set(measured)) == len(measured)
+
+
+def test_when_the_top_rate_holds_the_check_is_above_it():
+    load = Load(search={"p99_ms": 5, "rates": "100:200"})
+    records = find_goodput(lambda rate: _fake_point(rate, 1.0), load)
+    assert [r.rate for r in records] == [100, 200, 240]
+    assert records[1].server_stats["slo"]["role"] == "goodput"
+    assert summary(records)[0].endswith("at 240 req/s p99 1.00 ms: within it")
+
+
 def test_no_goodput_when_the_lowest_rate_misses():
     load = Load(search={"p50_ms": 1, "rates": "100:200"})
     records = find_goodput(lambda rate: _fake_point(rate, 9.0), load)
