@@ -123,14 +123,17 @@ def test_search_on_pipe_thrift_finds_a_goodput_within_the_bound(write_scenario, 
     """The done-when: the goodput's measured p99 is within the bound and a rate 20 % above
     it exceeds it. The server is pipe+thrift with a backend that sleeps 4 ms per request
     (one instance, no batching: 250 requests/s at most), so past the knee the queue grows
-    through the whole window; the bound is far above this machine's scheduling stalls."""
+    through the whole window: at rate r the last request waits about (r/250 - 1) x 3 s,
+    which puts the goodput near 330 req/s and its check near 400 req/s (1.8 s). The bound
+    is far above this machine's scheduling stalls: under two burners a 300 ms bound was
+    missed at 50 req/s (p99 342 ms of 88 requests: one stalled request)."""
     options = {"backend": "tests.engine_backends:Sleep", "params": {"delay": 0.004}}
     data = hello_scenario(
         name="search",
         load={
-            "search": {"p99_ms": 300, "rates": "50:800"},
+            "search": {"p99_ms": 1000, "rates": "50:800"},
             "warmup_s": 0.5,
-            "duration_s": 2.0,
+            "duration_s": 3.0,
             "repeats": 1,
             "max_repeats": 1,
         },
@@ -140,12 +143,12 @@ def test_search_on_pipe_thrift_finds_a_goodput_within_the_bound(write_scenario, 
     result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r"))
     roles = {r.server_stats["slo"]["role"]: r for r in result.records}
     goodput, check = roles["goodput"], roles["goodput +20 %"]
-    assert goodput.latency_ms["p99"] <= 300 and goodput.qps > 0
+    assert goodput.latency_ms["p99"] <= 1000 and goodput.qps > 0
     assert 100 < goodput.rate < 400  # around the 250/s capacity
     assert check.rate == round(goodput.rate * 1.2)
-    assert check.latency_ms["p99"] > 300, summary(result.records)
+    assert check.latency_ms["p99"] > 1000, summary(result.records)
     (line,) = summary(result.records)
-    assert line.startswith(f"goodput at p99 ≤ 300 ms: pipe+thrift {goodput.rate:g} req/s")
+    assert line.startswith(f"goodput at p99 ≤ 1000 ms: pipe+thrift {goodput.rate:g} req/s")
 
 
 def test_command_line_overrides(write_scenario, tmp_path):
