@@ -8,7 +8,8 @@ is bisected geometrically until it is within ``precision_pct``. The lower end is
 goodput; a rate ``check_pct`` above it is then measured as well, so the report shows the
 bound being exceeded just past it rather than asserting it. On a busy machine one stalled
 probe can miss the bound below the knee; when the check above then holds, the search goes
-on upward from it (within ``max_probes``) rather than report a goodput the check disproves.
+on upward from it (each bisection within ``max_probes``) rather than report a goodput the
+check disproves.
 """
 
 from __future__ import annotations

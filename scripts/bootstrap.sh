@@ -37,7 +37,11 @@ apt_install libpython3.11
   || echo "bootstrap: perf_analyzer not fetched (only client: perf_analyzer needs it)" >&2
 # The full torchpipe wheel compiles its core on first import (minutes): do it now, once, so a
 # measured run never does; this also checks that its DecodeMat decodes cv2's pixels.
+# The compiler's work folder goes in a folder of our own, removed after (the compiled core
+# lives in ~/.cache/omniback; /tmp/omniback-torch* would be left behind).
 if [[ ",$extras," == *,all,* || ",$extras," == *,test,* ]]; then
-  .venv/bin/python -m engines.torchpipe.full
+  build_tmp=$(mktemp -d)
+  trap 'rm -rf "$build_tmp"' EXIT
+  TMPDIR=$build_tmp .venv/bin/python -m engines.torchpipe.full
 fi
 echo "bootstrap: ready (.venv)" >&2
