@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from harness.scenario import load_scenario
 from harness.storage import ResultStore
 from harness.system import create_system
 from harness.turn import client_processes, threads_here
-from tests.cli_helpers import BENCH, THRIFT, cmdline, read_until
+from tests.cli_helpers import BENCH, THRIFT, RunWatcher, cmdline, read_until
 from tests.conftest import ROOT, hello_scenario
 
 ray = pytest.importorskip("ray")
@@ -263,6 +264,43 @@ def test_a_killed_raylet_fails_its_point_keeps_the_rest_and_leaves_nothing(
     # name the folder only in their environment.
     left = [p.pid for p in psutil.process_iter() if _of_cluster(p, folder.group(1))]
     assert not left, "Ray processes left running"
+
+
+def test_sigterm_stops_a_cluster_run_as_ctrl_c_does_and_leaves_nothing(write_scenario, tmp_path):
+    """``ray.init`` makes the driver's SIGTERM handler ``sys.exit(15)``: the run exited 15
+    from wherever it was, saved nothing and said nothing. Sent during a turn whose load is
+    on the load nodes, SIGTERM must act as Ctrl-C does: servers and cluster stopped,
+    partial results saved and named, exit 130."""
+    data = hello_scenario(systems=["thrift"])
+    data["load"].update(clients=[2], repeats=1, max_repeats=1, warmup_s=0.1, duration_s=60)
+    path = write_scenario(data)
+    run = subprocess.Popen(
+        [*BENCH, "run", str(path), "--cluster", "local:2", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watcher = RunWatcher(run.pid)
+    try:
+        read_until(run, "client ceiling")
+        _wait_until_served(run.pid, cpu_s=0.05)  # every load node started: the turn is sending
+        watcher.sample()
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=180)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    document = next(tmp_path.glob("test_hello-*.json"))
+    last = stderr.strip().splitlines()[-1]
+    assert last == f"interrupted: servers stopped, partial results saved: {document}"
+    assert json.loads(document.read_text())["complete"] is False
+    assert watcher.named("ray::LoadNode") and watcher.named(THRIFT)
+    watcher.owned_paths.add(f"/tmp/pipebench-*-{run.pid}-*")  # the local cluster's folder
+    watcher.assert_nothing_left(within=60)
 
 
 #: A driver that stops its local cluster, then writes into the cluster's folder again, as

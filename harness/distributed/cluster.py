@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -245,6 +247,25 @@ def local_cluster(ray: ModuleType, nodes: int) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """Give SIGTERM back to whoever handled it before the block. Ray takes it in the
+    driver: ``ray.init`` makes it ``sys.exit(15)``, and a local cluster's head node (started
+    in this process) kills its processes and calls ``sys.exit(1)``. So a ``bench run
+    --cluster`` sent SIGTERM exited 15 or 1 from wherever it was, without saving its partial
+    results or saying it was interrupted; the CLI's own handler does both and exits 130, as
+    on Ctrl-C, and the cluster is stopped as the ``with`` block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread handles signals; Ray leaves them alone there too
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if handler is not None:  # None: set outside Python, nothing to give back
+            signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
 def open_cluster(text: str) -> Iterator[Session]:
     """Connect to (or start) the cluster ``text`` names, for the ``with`` block; load hosts
     go to its nodes meanwhile. Ray is shut down (and a local cluster stopped) after."""
@@ -253,14 +274,15 @@ def open_cluster(text: str) -> Iterator[Session]:
     ray = require_ray()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_environment({"RAY_USAGE_STATS_ENABLED": "0"}))
-        address = spec.address
-        if address is None:
-            address = stack.enter_context(local_cluster(ray, spec.local_nodes))
-        try:
-            ray.init(address=address, logging_level="ERROR")
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise BenchError(f"--cluster {spec.text}: cannot connect: {first}") from None
+        with _sigterm_kept():
+            address = spec.address
+            if address is None:
+                address = stack.enter_context(local_cluster(ray, spec.local_nodes))
+            try:
+                ray.init(address=address, logging_level="ERROR")
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise BenchError(f"--cluster {spec.text}: cannot connect: {first}") from None
         stack.callback(ray.shutdown)
         _current = Session(ray, spec)
         try:
