@@ -102,12 +102,31 @@ def test_when_the_top_rate_holds_the_check_is_above_it():
     assert summary(records)[0].endswith("at 240 req/s p99 1.00 ms: within it")
 
 
-def test_no_goodput_when_the_lowest_rate_misses():
+def test_no_goodput_when_the_lowest_rate_misses_twice():
     load = Load(search={"p50_ms": 1, "rates": "100:200"})
     records = find_goodput(lambda rate: _fake_point(rate, 9.0), load)
-    assert [r.rate for r in records] == [100]
+    assert [r.rate for r in records] == [100, 100]
     (line,) = summary(records)
-    assert line == "goodput at p50 ≤ 1 ms: x: none (the lowest rate already misses it)"
+    assert line == "goodput at p50 ≤ 1 ms: x: none (the lowest rate missed it twice)"
+
+
+def test_one_stalled_probe_at_the_lowest_rate_does_not_end_the_search():
+    """Stop 22's burner run: the lowest rate (50 req/s, a fifth of the capacity) missed a
+    1000 ms p99 once, and the search reported no goodput at all."""
+    load = Load(search={"p99_ms": 5, "rates": "50:800"})
+    measured: list[float] = []
+
+    def measure(rate: float) -> PointRecord:
+        measured.append(rate)
+        return _fake_point(rate, 50.0 if rate > 300 or len(measured) == 1 else 1.0)
+
+    records = find_goodput(measure, load)
+    (goodput,) = [r for r in records if r.server_stats["slo"]["role"] == "goodput"]
+    assert measured[:3] == [50, 50, 800] and 300 / 1.05 <= goodput.rate <= 300
+    assert (
+        not records[0].server_stats["slo"]["within"]
+        and records[0].server_stats["slo"]["role"] == "probe"
+    )
 
 
 def test_errors_break_the_bound():
@@ -142,6 +161,11 @@ def test_search_on_pipe_thrift_finds_a_goodput_within_the_bound(write_scenario, 
     scenario = load_scenario(write_scenario(data))
     result = run_scenario(scenario, tmp_path / "s.yaml", ResultStore(tmp_path, "r"))
     roles = {r.server_stats["slo"]["role"]: r for r in result.records}
+    probes = [
+        (r.rate, r.latency_ms.get("p99"), r.sent, r.errors, r.timeouts, r.failure)
+        for r in result.records
+    ]
+    assert "goodput" in roles and "goodput +20 %" in roles, probes
     goodput, check = roles["goodput"], roles["goodput +20 %"]
     assert goodput.latency_ms["p99"] <= 1000 and goodput.qps > 0
     assert 100 < goodput.rate < 400  # around the 250/s capacity
