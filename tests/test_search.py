@@ -112,7 +112,7 @@ def test_no_goodput_when_the_lowest_rate_misses_twice():
 
 def test_one_stalled_probe_at_the_lowest_rate_does_not_end_the_search():
     """Stop 22's burner run: the lowest rate (50 req/s, a fifth of the capacity) missed its
-    bound once (1000 ms p99 or no errors), and the search reported no goodput at all."""
+    bound once (its 1000 ms p99 or its error limit), and the search reported no goodput."""
     load = Load(search={"p99_ms": 5, "rates": "50:800"})
     measured: list[float] = []
 
